@@ -2,7 +2,6 @@
 // wiring passes in (libvirt connection, cache totals, instance count).
 // Must not: reach into services itself; a missing probe reports as not configured.
 import type { HealthJson, StatusJson } from './api/protocol.js';
-import type { SystemService } from './api/dispatch.js';
 import type { KilnConfig } from './config/schema.js';
 import { kilnVersion } from './version.js';
 
@@ -12,7 +11,7 @@ export interface StatusProbes {
   instances?: () => Promise<{ count: number }>;
 }
 
-export class System implements SystemService {
+export class System {
   private readonly startedAt = Date.now();
   constructor(private readonly config: KilnConfig, private readonly probes: StatusProbes = {}) {}
 

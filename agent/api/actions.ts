@@ -1,14 +1,7 @@
-// Owns: the typed actions every API request is parsed into, and the field validators used to
-// build them. Services only ever see these types, never HTTP.
+// Owns: the validators every API area uses to parse a request body into a typed action
+// (unknown fields refused), and the instance-name rule.
 // Must not: call services or touch the filesystem.
 import { KilnError } from '../errors.js';
-
-export type Action =
-  | { kind: 'health' }
-  | { kind: 'status' }
-  | { kind: 'metrics' };
-
-export type ActionKind = Action['kind'];
 
 /** Fields of a JSON object body, with unknown-field rejection. */
 export class BodyReader {

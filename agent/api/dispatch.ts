@@ -1,37 +1,27 @@
-// Owns: running a typed Action against the services that main.ts wired, and the interfaces those
-// services present to the API. Must not: see HTTP (server.ts) or parse input (routes.ts).
-import type { MetricsRegistry } from '../metrics.js';
-import type { Action } from './actions.js';
-import type { HealthJson, StatusJson } from './protocol.js';
+// Owns: the union of every area's actions and services, and sending an action to its area.
+// Must not: see HTTP (server.ts) or parse input (areas/*.ts parse; routes.ts matches).
+import { KilnError } from '../errors.js';
+import type { Progress, Reply } from './types.js';
+import { handleSystem, type SystemAction, type SystemServices } from './areas/system.js';
 
-export interface Progress {
-  (event: { step: string; done?: number; total?: number; rate?: number; message?: string }): void;
+export type { Progress, Reply } from './types.js';
+export type { SystemService } from './areas/system.js';
+
+// One member per API area.
+export type Action = SystemAction;
+
+/** Services main wiring provides. Areas whose service is absent answer KILN_UNAVAILABLE. */
+export type ApiServices = SystemServices;
+
+const SYSTEM_KINDS = new Set(['health', 'status', 'metrics']);
+
+export async function dispatch(action: Action, services: ApiServices, progress: Progress): Promise<Reply> {
+  if (SYSTEM_KINDS.has(action.kind)) return handleSystem(action as SystemAction, services, progress);
+  throw new KilnError('KILN_INTERNAL', `no handler for action ${action.kind}`);
 }
 
-export interface SystemService {
-  health(): HealthJson;
-  status(): Promise<StatusJson>;
-}
-
-export interface ApiServices {
-  system: SystemService;
-  metrics: MetricsRegistry;
-}
-
-export interface Reply {
-  status: number;
-  body: unknown;
-  /** Plain text bodies (Prometheus) instead of JSON. */
-  contentType?: string;
-}
-
-export async function dispatch(action: Action, services: ApiServices, _progress: Progress): Promise<Reply> {
-  switch (action.kind) {
-    case 'health':
-      return { status: 200, body: services.system.health() };
-    case 'status':
-      return { status: 200, body: await services.system.status() };
-    case 'metrics':
-      return { status: 200, body: services.metrics.render(), contentType: 'text/plain; version=0.0.4' };
-  }
+/** For areas whose service is optional in the wiring. */
+export function need<T>(service: T | undefined, what: string): T {
+  if (!service) throw new KilnError('KILN_UNAVAILABLE', `${what} is not available in this kilnd`);
+  return service;
 }

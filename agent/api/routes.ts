@@ -1,32 +1,14 @@
-// Owns: the route table: method + path pattern -> parser that builds a typed Action.
+// Owns: the route table (every area's routes) and matching method + path to a route.
 // Must not: run services (dispatch.ts does) or write responses (server.ts does).
 import { KilnError } from '../errors.js';
-import { BodyReader, type Action } from './actions.js';
+import type { Route } from './types.js';
+import { systemRoutes } from './areas/system.js';
 
-export interface RequestParts {
-  params: Record<string, string>;
-  query: URLSearchParams;
-  body: unknown;
-}
+export type { Route, RequestParts } from './types.js';
 
-export interface Route {
-  method: 'GET' | 'POST' | 'DELETE' | 'PUT';
-  pattern: string;
-  /** true when the route accepts a body; GET/DELETE routes refuse one. */
-  hasBody?: boolean;
-  /** true when the action can stream NDJSON progress (Accept: application/x-ndjson). */
-  streams?: boolean;
-  parse(parts: RequestParts): Action;
-}
-
-function noBody(parts: RequestParts): void {
-  new BodyReader(parts.body).done();
-}
-
+// One line per API area.
 export const ROUTES: Route[] = [
-  { method: 'GET', pattern: '/v1/health', parse: (p) => (noBody(p), { kind: 'health' }) },
-  { method: 'GET', pattern: '/v1/status', parse: (p) => (noBody(p), { kind: 'status' }) },
-  { method: 'GET', pattern: '/metrics', parse: (p) => (noBody(p), { kind: 'metrics' }) },
+  ...systemRoutes,
 ];
 
 export interface RouteMatch {

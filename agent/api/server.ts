@@ -4,7 +4,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Logger } from '../log.js';
 import { toKilnError } from '../errors.js';
-import { dispatch, type ApiServices } from './dispatch.js';
+import { dispatch, type Action, type ApiServices } from './dispatch.js';
 import { NdjsonStream, readJsonBody, sendError, sendJson, wantsStream } from './http.js';
 import { matchRoute, ROUTES, type Route } from './routes.js';
 
@@ -30,7 +30,7 @@ export function createApiServer(options: ApiServerOptions): Server {
       const { route, params } = matchRoute(routes, req.method ?? 'GET', url.pathname);
       routeName = `${route.method} ${route.pattern}`;
       const body = await readJsonBody(req, options.bodyMaxBytes);
-      const action = route.parse({ params, query: url.searchParams, body });
+      const action = route.parse({ params, query: url.searchParams, body }) as Action;
       if (route.streams && wantsStream(req)) stream = new NdjsonStream(res);
       const reply = await dispatch(action, options.services, (event) => stream?.progress(event));
       if (stream) stream.result(reply.body);

@@ -6,7 +6,7 @@ import { kilnVersion } from '../version.js';
 import { ERROR_CODES, KilnError } from '../errors.js';
 import { makeContext } from './context.js';
 import { Output } from './output.js';
-import * as status from './commands/status.js';
+import { COMMANDS } from './commands/index.js';
 
 const program = new Command('kiln')
   .description('kiln: operator CLI of the kiln boot agent (images, cache, disks, seeds, instances)')
@@ -21,7 +21,7 @@ Exit codes:
 ${Object.entries(ERROR_CODES).map(([code, spec]) => `  ${String(spec.exit).padStart(2)}  ${code}`).join('\n')}`);
 
 const ctx = makeContext(program);
-for (const command of [status]) command.register(program, ctx);
+for (const command of COMMANDS) command.register(program, ctx);
 
 try {
   await program.parseAsync(process.argv);

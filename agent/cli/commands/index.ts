@@ -1,0 +1,4 @@
+// Owns: the list of CLI command modules; each exports register(program, ctx). One line per file.
+import * as status from './status.js';
+
+export const COMMANDS = [status];
