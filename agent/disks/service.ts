@@ -36,6 +36,8 @@ export interface DiskServiceDeps {
   log: Logger;
   /** /proc and /sys; tests of the in-use checks point these elsewhere. */
   roots?: HostRoots;
+  /** Whether a folder takes O_DIRECT; the real probe by default, a stub in unit tests. */
+  directIoProbe?: (dir: string) => boolean;
 }
 
 /** qcow2's own cluster size bounds; below 64 KiB (qemu's default) matching the base costs metadata. */
@@ -94,6 +96,7 @@ export class DiskService {
   private readonly log: Logger;
   private readonly roots: HostRoots;
   private readonly slots: Slots;
+  private readonly directIo: (dir: string) => boolean;
 
   constructor(deps: DiskServiceDeps) {
     this.qemuImg = deps.qemuImg;
@@ -101,6 +104,7 @@ export class DiskService {
     this.log = deps.log.child({ component: 'disks' });
     this.roots = deps.roots ?? HOST_ROOTS;
     this.slots = new Slots(deps.config.diskConcurrency);
+    this.directIo = deps.directIoProbe ?? supportsDirectIo;
   }
 
   /** Materializes the disk. On failure nothing it created is left behind (a device is left as it is). */
@@ -225,7 +229,7 @@ export class DiskService {
 
   private async writeFlat(part: string, folder: string, base: Base, sizeBytes: number, progress?: Progress): Promise<Omit<DiskJson, 'path'>> {
     const format = this.config.flatFormat as 'raw' | 'qcow2';
-    const direct = supportsDirectIo(folder);
+    const direct = this.directIo(folder);
     progress?.({ step: 'disk: copy', total: base.info.virtualSize, message: `${base.format} -> ${format}${direct ? ' (O_DIRECT)' : ''}` });
     // -W: out-of-order writes; sparse detection stays on, so holes stay holes.
     await this.qemuImg.convert({ src: base.path, srcFormat: base.format, dst: part, dstFormat: format, cache: direct ? 'none' : 'writeback', parallel: true });
