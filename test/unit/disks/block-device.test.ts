@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { claimBlockDevice, deviceAndPartitions, usageReasons, type HostRoots } from '../../../agent/disks/block-device.js';
 
 /** A fake /proc and /sys: device 7:5 (loop5) with partition loop5p1 (259:1). */
-function fakeHost(t: typeof import('tap').default, o: { mountinfo?: string; swaps?: string; holders?: string[]; partHolders?: string[]; loopBacking?: string } = {}): HostRoots {
+function fakeHost(t: { teardown(fn: () => void): void }, o: { mountinfo?: string; swaps?: string; holders?: string[]; partHolders?: string[]; loopBacking?: string } = {}): HostRoots {
   const root = mkdtempSync(join(tmpdir(), 'kiln-fakehost-'));
   t.teardown(() => rmSync(root, { recursive: true, force: true }));
   const dev = join(root, 'sys/devices/virtual/block/loop5');

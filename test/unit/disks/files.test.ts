@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createPartFile, ensurePrivateDir, isInside, publish, supportsDirectIo } from '../../../agent/disks/files.js';
 
-function tmp(t: typeof import('tap').default): string {
+function tmp(t: { teardown(fn: () => void): void }): string {
   const d = mkdtempSync(join(tmpdir(), 'kiln-files-'));
   t.teardown(() => rmSync(d, { recursive: true, force: true }));
   return d;

@@ -30,7 +30,7 @@ function stubRunner(answers: (args: readonly string[]) => unknown, fail?: (args:
   return { runner, calls };
 }
 
-function setup(t: typeof import('tap').default, o: { baseFormat?: string; baseCluster?: number; virtualSize?: number; flatFormat?: string; directIo?: boolean; fail?: (a: readonly string[]) => boolean; baseInfo?: Record<string, unknown> } = {}) {
+function setup(t: { teardown(fn: () => void): void }, o: { baseFormat?: string; baseCluster?: number; virtualSize?: number; flatFormat?: string; directIo?: boolean; fail?: (a: readonly string[]) => boolean; baseInfo?: Record<string, unknown> } = {}) {
   const root = mkdtempSync(join(tmpdir(), 'kiln-disks-unit-'));
   t.teardown(() => rmSync(root, { recursive: true, force: true }));
   const state = join(root, 'state');
