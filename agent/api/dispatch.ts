@@ -3,20 +3,22 @@
 import { KilnError } from '../errors.js';
 import type { Progress, Reply } from './types.js';
 import { handleSystem, type SystemAction, type SystemServices } from './areas/system.js';
+import { handleInstances, isInstanceAction, type InstanceAction, type InstanceServices } from './areas/instances.js';
 
 export type { Progress, Reply } from './types.js';
 export type { SystemService } from './areas/system.js';
 
 // One member per API area.
-export type Action = SystemAction;
+export type Action = SystemAction | InstanceAction;
 
 /** Services main wiring provides. Areas whose service is absent answer KILN_UNAVAILABLE. */
-export type ApiServices = SystemServices;
+export type ApiServices = SystemServices & InstanceServices;
 
 const SYSTEM_KINDS = new Set(['health', 'status', 'metrics']);
 
 export async function dispatch(action: Action, services: ApiServices, progress: Progress): Promise<Reply> {
   if (SYSTEM_KINDS.has(action.kind)) return handleSystem(action as SystemAction, services, progress);
+  if (isInstanceAction(action)) return handleInstances(action, services, progress);
   throw new KilnError('KILN_INTERNAL', `no handler for action ${action.kind}`);
 }
 

@@ -3,12 +3,14 @@
 import { KilnError } from '../errors.js';
 import type { Route } from './types.js';
 import { systemRoutes } from './areas/system.js';
+import { instanceRoutes } from './areas/instances.js';
 
 export type { Route, RequestParts } from './types.js';
 
 // One line per API area.
 export const ROUTES: Route[] = [
   ...systemRoutes,
+  ...instanceRoutes,
 ];
 
 export interface RouteMatch {
