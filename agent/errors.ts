@@ -35,6 +35,7 @@ export const ERROR_CODES = {
   KILN_LOCKED: { http: 409, exit: 21, meaning: 'Another kilnd holds the state directory or serves the socket.' },
   KILN_CONFIG: { http: 500, exit: 22, meaning: 'The configuration (file, flags or KILN_* environment) is invalid.' },
   KILN_TOO_LARGE: { http: 413, exit: 23, meaning: 'A request body, file or download exceeds its configured cap.' },
+  KILN_GUEST_FAILED: { http: 502, exit: 24, meaning: 'The guest failed to become ready: cloud-init reported an error, or SSH refused it (host key mismatch); details say which.' },
 } as const satisfies Record<string, ErrorCodeSpec>;
 
 export type KilnErrorCode = keyof typeof ERROR_CODES;
