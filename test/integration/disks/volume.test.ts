@@ -75,7 +75,7 @@ t.test('a mounted device is refused; the claim keeps the device from being mount
   const claim = claimBlockDevice(dev);
   try {
     t.equal(claim.sizeBytes, 96 * MiB, 'BLKGETSIZE64');
-    await t.rejects(sh('mount', [dev, mnt]), undefined, 'mount fails while kiln holds the device');
+    await t.rejects(sh('mount', [dev, mnt]), { code: 'KILN_TOOL_FAILED' }, 'mount fails while kiln holds the device');
     t.throws(() => claimBlockDevice(dev), { code: 'KILN_IN_USE' }, 'a second claim (another kiln request) is refused');
   } finally {
     claim.release();
