@@ -33,6 +33,7 @@ export const VIR_ERR = {
   NO_CONNECT: 5,
   INVALID_ARG: 8,
   XML_ERROR: 27,
+  XML_DETAIL: 35,
   SYSTEM_ERROR: 38,
   RPC: 39,
   NO_DOMAIN: 42,

@@ -134,8 +134,9 @@ export class LibvirtHypervisor implements Hypervisor {
     } catch (e) {
       const code = libvirtCode(e);
       if (code === VIR_ERR.NO_DOMAIN) throw notFound(name, e);
-      // "domain is already running": starting is idempotent.
-      if (code === VIR_ERR.OPERATION_INVALID && (await this.state(name)).state === 'running') return;
+      // "already running" (OPERATION_INVALID on qemu, INTERNAL_ERROR on the test driver):
+      // starting is idempotent, so a domain found running afterwards is success.
+      if ((await this.state(name).catch(() => undefined))?.state === 'running') return;
       throw e;
     }
   }
@@ -210,7 +211,7 @@ export class LibvirtHypervisor implements Hypervisor {
     const all = await this.run((c) => c.listAll(KILN_METADATA_NS), true);
     const out: Array<{ name: string; state: DomainState; metadata: DomainSpec['metadata'] }> = [];
     for (const d of all) {
-      const metadata = d.metadata === null ? undefined : parseKilnMetadata(d.metadata);
+      const metadata = d.metadata === null ? undefined : parseKilnMetadata(d.metadata, true);
       if (metadata) out.push({ name: d.name, state: d.state, metadata });
     }
     return out.sort((a, b) => a.name.localeCompare(b.name));

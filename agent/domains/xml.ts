@@ -185,10 +185,12 @@ function unescapeXml(value: string): string {
 }
 
 /**
- * Reads kiln's metadata element as libvirt returns it (virDomainGetMetadata, whatever prefix
- * and quoting libxml2 chose). Returns undefined when it is not kiln's element or lacks a field.
+ * Reads kiln's metadata element, either from domain XML (prefixed, with its xmlns) or as
+ * virDomainGetMetadata returns it for KILN_METADATA_NS: without prefix or namespace declaration,
+ * the namespace being implied by the query (`fromQuery`). Returns undefined when it is not
+ * kiln's element or lacks a field.
  */
-export function parseKilnMetadata(xml: string): DomainSpec['metadata'] | undefined {
+export function parseKilnMetadata(xml: string, fromQuery = false): DomainSpec['metadata'] | undefined {
   const start = /^\s*<([A-Za-z_][\w.-]*:)?instance\b([^>]*)>/.exec(xml);
   if (!start) return undefined;
   const attrs = new Map<string, string>();
@@ -197,7 +199,7 @@ export function parseKilnMetadata(xml: string): DomainSpec['metadata'] | undefin
   }
   const prefix = start[1] ? start[1].slice(0, -1) : undefined;
   const ns = prefix ? attrs.get(`xmlns:${prefix}`) : attrs.get('xmlns');
-  if (ns !== KILN_METADATA_NS) return undefined;
+  if (ns !== KILN_METADATA_NS && !(fromQuery && ns === undefined)) return undefined;
   const instance = attrs.get('name');
   const imageDigest = attrs.get('imageDigest');
   const kilnVersion = attrs.get('kilnVersion');
