@@ -1,0 +1,94 @@
+// Owns: `kiln disk create` (POST /v1/disks): a disk made from a cached image outside any
+// instance. It resolves the image reference, takes the cache reference that keeps the base from
+// eviction (holder `disk:<target>`), makes the disk, and keeps the reference only for an
+// overlay (the one mode that backs onto the base); it drops references whose overlay is gone.
+// Must not: fetch images (only cached ones are used), or import images/ (it sees the cache
+// through the narrow ImageRefs view, which ImageCache satisfies).
+import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { toKilnError } from '../errors.js';
+import type { KilnConfig } from '../config/schema.js';
+import type { Logger } from '../log.js';
+import type { DiskJson, ImageJson } from '../api/protocol.js';
+import type { Progress } from '../api/types.js';
+import type { DiskMode, DiskRequest } from './service.js';
+
+/** What this needs of agent/images ImageCache. */
+export interface ImageRefs {
+  get(ref: string): Promise<ImageJson>;
+  list(): Promise<ImageJson[]>;
+  acquire(digest: string, holder: string): Promise<ImageJson>;
+  release(digest: string, holder: string): Promise<void>;
+}
+
+export interface DiskMaker {
+  create(req: DiskRequest, progress?: Progress): Promise<DiskJson>;
+}
+
+export interface StandaloneDiskRequest {
+  target: string;
+  /** 'sha256:HEX' or a unique prefix. */
+  image: string;
+  sizeBytes?: number;
+  /** Default: volume for a target under /dev/, else the configured diskMode. */
+  mode?: DiskMode;
+}
+
+export type StandaloneDiskJson = DiskJson & { image: { digest: string }; holder?: string };
+
+export const HOLDER_PREFIX = 'disk:';
+
+export class StandaloneDisks {
+  private readonly log: Logger;
+  constructor(private readonly deps: { images: ImageRefs; disks: DiskMaker; config: KilnConfig; log: Logger }) {
+    this.log = deps.log.child({ component: 'disks' });
+  }
+
+  static modeFor(target: string, requested: DiskMode | undefined, config: Pick<KilnConfig, 'diskMode'>): DiskMode {
+    if (requested) return requested;
+    return resolve(target).startsWith('/dev/') ? 'volume' : (config.diskMode as DiskMode);
+  }
+
+  async create(req: StandaloneDiskRequest, progress?: Progress): Promise<StandaloneDiskJson> {
+    const target = resolve(req.target);
+    const mode = StandaloneDisks.modeFor(target, req.mode, this.deps.config);
+    await this.dropStaleReferences().catch((e) => this.log.warn({ err: e }, 'could not check standalone disk references'));
+    const found = await this.deps.images.get(req.image);
+    const holder = HOLDER_PREFIX + target;
+    // Taken before the disk exists: a prune racing this request must see the base as used.
+    const image = await this.deps.images.acquire(found.digest, holder);
+    let disk: DiskJson;
+    try {
+      disk = await this.deps.disks.create({ target, image, mode, ...(req.sizeBytes !== undefined ? { sizeBytes: req.sizeBytes } : {}) }, progress);
+    } catch (e) {
+      await this.deps.images.release(image.digest, holder).catch((r) => this.log.error({ err: r, holder }, 'could not release image reference'));
+      throw toKilnError(e);
+    }
+    if (mode !== 'overlay') {
+      // A flat copy or a boot volume no longer needs the base.
+      await this.deps.images.release(image.digest, holder);
+      return { ...disk, image: { digest: image.digest } };
+    }
+    return { ...disk, image: { digest: image.digest }, holder };
+  }
+
+  /**
+   * Releases `disk:<path>` references whose overlay file no longer exists (an operator deleted
+   * it), so the base becomes evictable again. Instance references are never touched.
+   */
+  async dropStaleReferences(): Promise<string[]> {
+    const dropped: string[] = [];
+    for (const image of await this.deps.images.list()) {
+      for (const holder of image.inUseBy) {
+        if (!holder.startsWith(HOLDER_PREFIX)) continue;
+        const path = holder.slice(HOLDER_PREFIX.length);
+        if (!path.startsWith('/') || existsSync(path)) continue;
+        await this.deps.images.release(image.digest, holder);
+        dropped.push(holder);
+        this.log.info({ holder, image: image.digest }, 'dropped the reference of a deleted standalone disk');
+      }
+    }
+    return dropped;
+  }
+}
+
