@@ -12,7 +12,7 @@ const program = new Command('kiln')
   .description('kiln: operator CLI of the kiln boot agent (images, cache, disks, seeds, instances)')
   .version(kilnVersion())
   .option('--socket <path>', 'kilnd socket (default /run/kiln/kiln.sock, or KILN_SOCKET_PATH)')
-  .option('--host <ssh://user@host[:port]>', 'reach a remote kilnd through SSH stream-local forwarding')
+  .option('--host <ssh://user@host[:port]>', 'reach a remote kilnd through SSH stream-local forwarding (or KILN_HOST); --socket then names the remote socket')
   .option('--json', 'print one JSON document on stdout (errors too)')
   .showHelpAfterError()
   .exitOverride()
@@ -20,7 +20,8 @@ const program = new Command('kiln')
 Exit codes:
 ${Object.entries(ERROR_CODES).map(([code, spec]) => `  ${String(spec.exit).padStart(2)}  ${code}`).join('\n')}`);
 
-const ctx = makeContext(program);
+// ssh2 is loaded only when --host is used.
+const ctx = makeContext(program, async (host, socket) => (await import('./ssh-transport.js')).sshClient(host, socket));
 for (const command of COMMANDS) command.register(program, ctx);
 
 try {
