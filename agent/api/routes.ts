@@ -4,6 +4,7 @@ import { KilnError } from '../errors.js';
 import type { Route } from './types.js';
 import { systemRoutes } from './areas/system.js';
 import { instanceRoutes } from './areas/instances.js';
+import { diskRoutes } from './areas/disks.js';
 
 export type { Route, RequestParts } from './types.js';
 
@@ -11,6 +12,7 @@ export type { Route, RequestParts } from './types.js';
 export const ROUTES: Route[] = [
   ...systemRoutes,
   ...instanceRoutes,
+  ...diskRoutes,
 ];
 
 export interface RouteMatch {
