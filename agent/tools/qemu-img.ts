@@ -49,7 +49,8 @@ export interface ConvertOptions {
   src: string;
   srcFormat: QemuFormat;
   dst: string;
-  dstFormat: 'qcow2' | 'raw';
+  /** Disks use qcow2 or raw; the other formats exist for building test corpora. */
+  dstFormat: ConvertTarget;
   /** -n: write into an existing target (a block device, a pre-created file). */
   noCreate?: boolean;
   /** --target-is-zero: the target reads as zeros already; needs noCreate. */
@@ -59,7 +60,14 @@ export interface ConvertOptions {
   parallel?: boolean;
   /** false: allocate every block (-S 0); true or unset: qemu-img's default sparse detection. */
   sparse?: boolean;
+  /** -c: compressed clusters (qcow2, vmdk streamOptimized). */
+  compress?: boolean;
+  /** -o key=value,...: target creation options (compat, subformat, compression_type ...). */
+  targetOptions?: Record<string, string | number>;
 }
+
+/** Formats qemu-img can write without secrets. */
+export type ConvertTarget = Exclude<QemuFormat, 'luks'>;
 
 /** The program name; the one literal 'qemu-img' in kiln outside tests. */
 const PROGRAM = 'qemu-img';
@@ -95,6 +103,17 @@ function wholeBytes(n: unknown, what: string, min = 0): number {
     throw new KilnError('KILN_BAD_REQUEST', `${what} must be a whole number of bytes >= ${min}, got ${String(n)}`, { [what]: n });
   }
   return n;
+}
+
+/** `k=v,k=v` for -o; keys and values are restricted so nothing can smuggle in a second option. */
+function optionList(options: Record<string, string | number>): string {
+  return Object.entries(options).map(([k, v]) => {
+    const value = String(v);
+    if (!/^[a-z][a-z0-9_-]{0,40}$/.test(k) || !/^[A-Za-z0-9._/+-]{1,4096}$/.test(value)) {
+      throw new KilnError('KILN_BAD_REQUEST', `qemu-img option ${k}=${value} has characters kiln does not pass`, { option: k });
+    }
+    return `${k}=${value}`;
+  }).join(',');
 }
 
 function num(v: unknown): number | undefined {
@@ -237,7 +256,8 @@ export class QemuImg {
   /** `qemu-img convert -f SRC -O DST ...` at low priority with the long timeout. */
   async convert(o: ConvertOptions): Promise<void> {
     assertFormat(o.srcFormat, 'convert source format');
-    if (o.dstFormat !== 'qcow2' && o.dstFormat !== 'raw') assertFormat(undefined, 'convert target format');
+    assertFormat(o.dstFormat, 'convert target format');
+    if ((o.dstFormat as QemuFormat) === 'luks') assertFormat(undefined, 'convert target format (luks needs secrets)');
     if (o.targetIsZero && !o.noCreate) {
       throw new KilnError('KILN_BAD_REQUEST', 'targetIsZero needs noCreate (qemu-img --target-is-zero implies -n)', {});
     }
@@ -247,6 +267,8 @@ export class QemuImg {
     if (o.cache) args.push('-t', o.cache);
     if (o.parallel) args.push('-W');
     if (o.sparse === false) args.push('-S', '0');
+    if (o.compress) args.push('-c');
+    if (o.targetOptions && Object.keys(o.targetOptions).length) args.push('-o', optionList(o.targetOptions));
     args.push(safePath(o.src, 'source path'), safePath(o.dst, 'target path'));
     await this.exec('convert', args, this.copyOptions());
   }
