@@ -18,7 +18,7 @@ import type { StateLayout } from '../statedir.js';
 import type { QemuImg } from '../tools/qemu-img.js';
 import { Hashers, formatChecksum, hashFileInto, parseChecksum, type Checksum } from './checksum.js';
 import { Downloader, checkFetchUrl, downloaderOptionsFromConfig, type RemoteState } from './fetch.js';
-import { atomicWriteJson, freeBytes, removeQuiet } from './fsutil.js';
+import { atomicWriteJson, freeBytesSync, removeQuiet } from './fsutil.js';
 import { KeyedLock, SingleFlight } from './locks.js';
 import { assessImage, declaredMatches, policyFromConfig, type KilnFormat } from './safety.js';
 import { ImageStore, META_VERSION, type ImageMeta, type RecoveryReport } from './store.js';
@@ -369,17 +369,17 @@ export class ImageCache {
         hashers,
         ...(resume ? { resume } : {}),
         maxBytes: this.config.fetchMaxBytes,
-        onState: async (s) => {
+        onState: (s) => {
           const { validator, total } = s;
           const base: PartState = { version: 1, key, url: req.url, durableBytes: record.durableBytes, updatedAt: '' };
           record = { ...base, ...(validator ? { validator } : {}), ...(total !== undefined ? { total } : {}) };
-          await saveRecord({});
+          void saveRecord({});
         },
         onDurable: (bytes) => void saveRecord({ durableBytes: bytes }),
-        beforeBody: async ({ total, offset }) => {
+        beforeBody: ({ total, offset }) => {
           if (total === undefined) return;
           const need = total - offset + this.config.freeSpaceMargin;
-          const free = await freeBytes(this.deps.layout.tmp);
+          const free = freeBytesSync(this.deps.layout.tmp);
           if (free < need) {
             throw new KilnError('KILN_NO_SPACE', `not enough free space for ${req.url}: need ${formatSize(need)} (image ${formatSize(total - offset)} + margin ${formatSize(this.config.freeSpaceMargin)}), ${formatSize(free)} free`, {
               needBytes: need, freeBytes: free, path: this.deps.layout.tmp,

@@ -31,10 +31,14 @@ export interface DownloadOptions {
   /** Bytes already in partPath and already fed to `hashers`, with what the server said then. */
   resume?: { bytes: number; state: RemoteState };
   maxBytes: number;
-  /** Called once the length is known, before any body byte is written (free-space check). */
-  beforeBody?: (o: { total?: number; offset: number }) => Promise<void>;
-  /** Called whenever the remote state changes, so it can be persisted for resume after a crash. */
-  onState?: (state: RemoteState) => Promise<void>;
+  /**
+   * Called once the length is known, before any body byte is written (free-space check). It is
+   * synchronous on purpose: awaiting here would let a dropped connection discard body bytes
+   * already received.
+   */
+  beforeBody?: (o: { total?: number; offset: number }) => void;
+  /** Called whenever the remote state changes, so it can be persisted (in the background) for resume after a crash. */
+  onState?: (state: RemoteState) => void;
   onProgress?: (o: { done: number; total?: number; rate: number }) => void;
   /** How many leading bytes of the .part are known durable (see FileSink); 0 after a restart. */
   onDurable?: (bytes: number) => void;
@@ -384,9 +388,15 @@ export class Downloader {
       const validator = validatorOf(h);
       state = { url: d.url, ...(validator ? { validator } : {}), ...(total !== undefined ? { total } : {}) };
       if (status === 206) state = { ...state, validator: startState.validator! };
-      await d.onState?.(state);
-      await d.beforeBody?.({ ...(total !== undefined ? { total } : {}), offset });
-      offset = await this.consume(d, res, sink, offset, url, stats);
+      d.onState?.(state);
+      d.beforeBody?.({ ...(total !== undefined ? { total } : {}), offset });
+      const cursor = { offset };
+      try {
+        await this.consume(d, res, sink, cursor, url, stats);
+      } finally {
+        // On a drop, the bytes that did arrive are hashed and queued: the retry starts after them.
+        offset = cursor.offset;
+      }
       const expectedEnd = total ?? (length !== undefined ? offset : undefined);
       if (expectedEnd !== undefined && offset !== expectedEnd) throw this.lengthMismatch(url, expectedEnd, offset);
       if (state.total === undefined && total === undefined) state = { ...state, total: offset };
@@ -401,7 +411,8 @@ export class Downloader {
     return new KilnError('KILN_FETCH_FAILED', `length mismatch from ${redact(url)}: expected ${expected} bytes, got ${got}`, { url: redact(url), reason: 'length-mismatch', expected, got });
   }
 
-  private async consume(d: DownloadOptions, res: Dispatcher.ResponseData, sink: FileSink, startOffset: number, url: string, stats: { received: number }): Promise<number> {
+  private async consume(d: DownloadOptions, res: Dispatcher.ResponseData, sink: FileSink, cursor: { offset: number }, url: string, stats: { received: number }): Promise<void> {
+    const startOffset = cursor.offset;
     let offset = startOffset;
     const length = declaredLength(res.headers);
     const end = length !== undefined ? startOffset + length : undefined;
@@ -411,13 +422,14 @@ export class Downloader {
     d.onProgress?.({ done: offset, ...(end !== undefined ? { total: end } : {}), rate: 0 });
     try {
       for await (const chunk of res.body as AsyncIterable<Buffer>) {
-        offset += chunk.length;
         stats.received += chunk.length;
-        if (offset > d.maxBytes) {
+        if (offset + chunk.length > d.maxBytes) {
           throw new KilnError('KILN_TOO_LARGE', `${redact(url)} sent more than the ${d.maxBytes}-byte cap (fetchMaxBytes)`, { url: redact(url), limit: d.maxBytes });
         }
         d.hashers.update(chunk);
         const wait = sink.write(chunk);
+        offset += chunk.length;
+        cursor.offset = offset;
         if (wait) await wait;
         if (d.onProgress) {
           const now = performance.now();
@@ -440,7 +452,6 @@ export class Downloader {
       throw c;
     }
     d.onProgress?.({ done: offset, ...(end !== undefined ? { total: end } : {}), rate });
-    return offset;
   }
 }
 

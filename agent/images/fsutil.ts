@@ -3,7 +3,7 @@
 // free-space queries and quiet removal.
 // Must not: know the cache layout or image semantics.
 import { randomBytes } from 'node:crypto';
-import { constants } from 'node:fs';
+import { constants, statfsSync } from 'node:fs';
 import { open, rename, rm, statfs, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 
@@ -49,6 +49,12 @@ export async function atomicWriteJson(path: string, value: unknown): Promise<voi
 /** Bytes available to an unprivileged writer on the filesystem holding `path`. */
 export async function freeBytes(path: string): Promise<number> {
   const s = await statfs(path);
+  return s.bavail * s.bsize;
+}
+
+/** The same, synchronously (one statfs call): for checks that must not yield to the event loop. */
+export function freeBytesSync(path: string): number {
+  const s = statfsSync(path);
   return s.bavail * s.bsize;
 }
 
