@@ -5,6 +5,7 @@ import type { Route } from './types.js';
 import { systemRoutes } from './areas/system.js';
 import { instanceRoutes } from './areas/instances.js';
 import { diskRoutes } from './areas/disks.js';
+import { imageRoutes } from './areas/images.js';
 
 export type { Route, RequestParts } from './types.js';
 
@@ -13,6 +14,7 @@ export const ROUTES: Route[] = [
   ...systemRoutes,
   ...instanceRoutes,
   ...diskRoutes,
+  ...imageRoutes,
 ];
 
 export interface RouteMatch {
