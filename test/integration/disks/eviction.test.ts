@@ -27,7 +27,7 @@ async function serveFile(t: { teardown(fn: () => unknown): void }, body: Buffer)
   return `http://127.0.0.1:${(server.address() as AddressInfo).port}/image.qcow2`;
 }
 
-async function setup(t: Parameters<Parameters<typeof t.test>[1]>[0]) {
+async function setup(t: { teardown(fn: () => unknown): void }) {
   // setupEnv makes a qcow2 with real content; it is served to the real cache from here.
   const src = await setupEnv(t);
   const bytes = readFileSync(src.qcow2.path);
