@@ -9,5 +9,6 @@ import * as instanceStop from './instance-stop.js';
 import * as instanceRm from './instance-rm.js';
 import * as completion from './completion.js';
 import * as seedBuild from './seed-build.js';
+import * as imageCommands from './image-commands.js';
 
-export const COMMANDS = [status, diskCreate, seedBuild, instanceCreate, instanceLs, instanceShow, instanceStart, instanceStop, instanceRm, completion];
+export const COMMANDS = [status, imageCommands, diskCreate, seedBuild, instanceCreate, instanceLs, instanceShow, instanceStart, instanceStop, instanceRm, completion];
