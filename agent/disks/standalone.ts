@@ -6,7 +6,7 @@
 // through the narrow ImageRefs view, which ImageCache satisfies).
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { toKilnError } from '../errors.js';
+import { KilnError, toKilnError } from '../errors.js';
 import type { KilnConfig } from '../config/schema.js';
 import type { Logger } from '../log.js';
 import type { DiskJson, ImageJson } from '../api/protocol.js';
@@ -40,6 +40,8 @@ export const HOLDER_PREFIX = 'disk:';
 
 export class StandaloneDisks {
   private readonly log: Logger;
+  /** Targets being made right now: a second request for one is refused, not raced. */
+  private readonly inFlight = new Set<string>();
   constructor(private readonly deps: { images: ImageRefs; disks: DiskMaker; config: KilnConfig; log: Logger }) {
     this.log = deps.log.child({ component: 'disks' });
   }
@@ -51,20 +53,38 @@ export class StandaloneDisks {
 
   async create(req: StandaloneDiskRequest, progress?: Progress): Promise<StandaloneDiskJson> {
     const target = resolve(req.target);
+    if (this.inFlight.has(target)) {
+      throw new KilnError('KILN_CONFLICT', `a disk is already being created at ${target}`, { path: target });
+    }
+    this.inFlight.add(target);
+    try {
+      return await this.createOnce(target, req, progress);
+    } finally {
+      this.inFlight.delete(target);
+    }
+  }
+
+  private async createOnce(target: string, req: StandaloneDiskRequest, progress?: Progress): Promise<StandaloneDiskJson> {
     const mode = StandaloneDisks.modeFor(target, req.mode, this.deps.config);
     await this.dropStaleReferences().catch((e) => this.log.warn({ err: e }, 'could not check standalone disk references'));
+    if (mode !== 'volume' && existsSync(target)) {
+      throw new KilnError('KILN_CONFLICT', `${target} already exists; kiln never overwrites a disk`, { path: target });
+    }
     const found = await this.deps.images.get(req.image);
     const holder = HOLDER_PREFIX + target;
+    // A reference already there belongs to a disk that exists (or is being made) at this path:
+    // a failing request must not take it away.
+    const heldBefore = found.inUseBy.includes(holder);
     // Taken before the disk exists: a prune racing this request must see the base as used.
     const image = await this.deps.images.acquire(found.digest, holder);
     let disk: DiskJson;
     try {
       disk = await this.deps.disks.create({ target, image, mode, ...(req.sizeBytes !== undefined ? { sizeBytes: req.sizeBytes } : {}) }, progress);
     } catch (e) {
-      await this.deps.images.release(image.digest, holder).catch((r) => this.log.error({ err: r, holder }, 'could not release image reference'));
+      if (!heldBefore) await this.deps.images.release(image.digest, holder).catch((r) => this.log.error({ err: r, holder }, 'could not release image reference'));
       throw toKilnError(e);
     }
-    if (mode !== 'overlay') {
+    if (mode !== 'overlay' && !heldBefore) {
       // A flat copy or a boot volume no longer needs the base.
       await this.deps.images.release(image.digest, holder);
       return { ...disk, image: { digest: image.digest } };

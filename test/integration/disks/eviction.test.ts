@@ -14,7 +14,11 @@ import { ensureStateLayout, stateLayout } from '../../../agent/statedir.js';
 import { QemuImg } from '../../../agent/tools/qemu-img.js';
 import { ImageCache } from '../../../agent/images/cache.js';
 import { DiskService } from '../../../agent/disks/service.js';
-import { StandaloneDisks } from '../../../agent/disks/standalone.js';
+import { StandaloneDisks, type StandaloneDiskJson } from '../../../agent/disks/standalone.js';
+import { createApiServer } from '../../../agent/api/server.js';
+import { System } from '../../../agent/system.js';
+import { ApiClient, unixSocketConnector } from '../../../agent/cli/client.js';
+import { buildDiskCreateBody } from '../../../agent/cli/commands/disk-create.js';
 import { MiB, infoChain, setupEnv } from './helpers.js';
 
 async function serveFile(t: { teardown(fn: () => unknown): void }, body: Buffer): Promise<string> {
@@ -77,4 +81,29 @@ t.test('flat copies and failed creates hold no reference', async (t) => {
   await t.rejects(s.standalone.create({ target: join(s.root, 'x.qcow2'), image: 'sha256:' + '0'.repeat(64) }), { code: 'KILN_NOT_FOUND' });
   t.same((await s.cache.prune({})).removed, [s.image.digest]);
   t.ok(await s.qemuImg.compare(join(s.root, 'flat.qcow2'), 'qcow2', s.rawPath, 'raw'), 'the flat copy survives its base');
+});
+
+t.test('POST /v1/disks over the real API server and the CLI client: progress, result, errors with numbers', async (t) => {
+  const s = await setup(t);
+  const metrics = new MetricsRegistry();
+  const config = loadConfig({ flags: { stateDir: join(s.root, 'kilnstate') } });
+  const server = createApiServer({ services: { system: new System(config), metrics, disks: s.standalone }, log: silentLogger(), bodyMaxBytes: 1024 * 1024 });
+  const sock = join(s.root, 'kiln.sock');
+  await new Promise<void>((r) => server.listen(sock, r));
+  t.teardown(() => new Promise<void>((r) => server.close(() => r())));
+  const client = new ApiClient(unixSocketConnector(sock), sock);
+  const target = join(s.root, 'api', 'disk.qcow2');
+  const steps: string[] = [];
+  const body = buildDiskCreateBody(target, { image: s.image.digest.slice(7, 19), size: '128M' });
+  const disk = await client.request<StandaloneDiskJson>('POST', '/v1/disks', body, (e) => steps.push(e.step));
+  t.equal(disk.path, target);
+  t.equal(disk.virtualSize, 128 * MiB);
+  t.equal(disk.image.digest, s.image.digest);
+  t.ok(steps.includes('disk: create overlay'), `progress streamed: ${steps.join(', ')}`);
+  t.ok(await s.qemuImg.compare(target, 'qcow2', s.rawPath, 'raw'));
+  const err = await client.request('POST', '/v1/disks', buildDiskCreateBody(join(s.root, 'api', 'small.qcow2'), { image: s.image.digest, size: '1M' })).catch((e: unknown) => e);
+  t.match(err, { code: 'KILN_DISK_TOO_SMALL', details: { requiredBytes: 64 * MiB, requestedBytes: MiB } }, 'error code and numbers over the wire');
+  const err2 = await client.request('POST', '/v1/disks', { target, image: s.image.digest }).catch((e: unknown) => e);
+  t.match(err2, { code: 'KILN_CONFLICT' }, 'an existing disk is never overwritten');
+  t.same((await s.cache.get(s.image.digest)).inUseBy, [`disk:${target}`], 'only the disk that exists holds the base');
 });

@@ -106,3 +106,20 @@ t.test('the CLI resolves a relative PATH where the operator stands and parses si
   t.same(buildDiskCreateBody('/dev/vg0/lv', { image: 'abc' }), { target: '/dev/vg0/lv', image: 'abc' });
   t.throws(() => buildDiskCreateBody('a', { image: 'abc', size: 'big' }), { code: 'KILN_BAD_REQUEST' });
 });
+
+t.test('two requests for one target: the second is refused and cannot drop the first one\'s reference', async (t) => {
+  const { images, disks, svc } = make();
+  let finish!: () => void;
+  const gate = new Promise<void>((r) => (finish = r));
+  const create = disks.create.bind(disks);
+  disks.create = async (req) => {
+    await gate;
+    return create(req);
+  };
+  const first = svc.create({ target: '/nonexistent-kiln/same.qcow2', image: DIGEST });
+  await new Promise((r) => setImmediate(r));
+  await t.rejects(svc.create({ target: '/nonexistent-kiln/same.qcow2', image: DIGEST }), { code: 'KILN_CONFLICT' });
+  t.same([...images.refs], ['disk:/nonexistent-kiln/same.qcow2'], 'the first request still holds the base');
+  finish();
+  t.equal((await first).holder, 'disk:/nonexistent-kiln/same.qcow2');
+});
