@@ -2,6 +2,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { DomainSpec } from '../../../agent/domains/hypervisor.js';
 import { KilnError } from '../../../agent/errors.js';
+import type { Test } from 'tap';
 
 export function uniqueName(prefix = 'kiln-test'): string {
   return `${prefix}-${randomBytes(4).toString('hex')}`;
@@ -26,11 +27,7 @@ export function makeSpec(over: Partial<DomainSpec> & { dir?: string } = {}): Dom
   };
 }
 
-export interface Asserts {
-  ok(v: unknown, m?: string): void;
-  equal(a: unknown, b: unknown, m?: string): void;
-  fail(m: string): void;
-}
+export type Asserts = Pick<Test, 'ok' | 'equal' | 'fail'>;
 
 /** Awaits p, asserts it rejects with a KilnError of `code`, returns the error. */
 export async function rejectsCode(t: Asserts, p: Promise<unknown>, code: string): Promise<KilnError> {
