@@ -11,6 +11,19 @@ import type { ApiServices } from './api/dispatch.js';
 import { ensureStateLayout, lockStateDir, stateLayout, type StateLock } from './statedir.js';
 import { System } from './system.js';
 import { sdNotify, watchdogIntervalMs } from '../native/sd-notify.js';
+import { join } from 'node:path';
+import { QemuImg } from './tools/qemu-img.js';
+import { ImageCache } from './images/cache.js';
+import { DiskService } from './disks/service.js';
+import { checkSizes } from './disks/size-policy.js';
+import { StandaloneDisks } from './disks/standalone.js';
+import { buildSeed, writeSeedFile } from './seed/index.js';
+import { domainXml } from './domains/xml.js';
+import { LibvirtHypervisor } from './domains/libvirt-hypervisor.js';
+import { resolveDomainType } from './domains/host.js';
+import { AgentKeys, waitForCloudInit } from './readiness/index.js';
+import { InstanceService } from './instances/service.js';
+import { kilnVersion } from './version.js';
 
 export interface Daemon {
   readonly services: ApiServices;
@@ -18,10 +31,40 @@ export interface Daemon {
   close(reason?: string): Promise<void>;
 }
 
-export function wireServices(config: KilnConfig, _log: Logger): { services: ApiServices; closers: Array<() => Promise<void> | void> } {
-  const metrics = new MetricsRegistry();
-  const system = new System(config, {});
-  return { services: { system, metrics }, closers: [] };
+export async function wireServices(config: KilnConfig, log: Logger): Promise<{ services: ApiServices; closers: Array<() => Promise<void> | void> }> {
+  const closers: Array<() => Promise<void> | void> = [];
+  try {
+    const layout = stateLayout(config.stateDir);
+    const metrics = new MetricsRegistry();
+    const qemuImg = QemuImg.fromConfig(config, undefined, log);
+    const images = new ImageCache({ layout, config, log, metrics, qemuImg });
+    await images.init();
+    closers.push(() => images.close());
+    const disks = new DiskService({ qemuImg, config, log });
+    const hypervisor = new LibvirtHypervisor(config.libvirtUri, log);
+    closers.push(() => hypervisor.close());
+    // kilnd serves even while libvirt is down (status says so); the connection reopens on demand.
+    await hypervisor.connect().catch((e: unknown) => log.error({ err: e, uri: config.libvirtUri }, 'libvirt is not reachable yet'));
+    const domainType = resolveDomainType(config.domainType);
+    const agentKeys = await AgentKeys.load(join(layout.root, 'keys'));
+    const instances = new InstanceService({
+      config, instancesDir: layout.instances, log, metrics, images, disks, checkSizes,
+      seed: { build: (spec) => buildSeed(spec, { maxFileBytes: config.seedMaxFileBytes }), write: writeSeedFile },
+      domainXml, hypervisor, domainType: () => domainType, waitForCloudInit, agentKeys, kilnVersion: kilnVersion(),
+    });
+    closers.push(() => instances.close());
+    await instances.reconcile().catch((e: unknown) => log.error({ err: e }, 'reconciling instances failed'));
+    const system = new System(config, {
+      libvirt: async () => ({ connected: await hypervisor.isAlive(), domainType }),
+      cache: () => images.stats(),
+      instances: () => instances.count(),
+    });
+    const standaloneDisks = new StandaloneDisks({ images, disks, config, log });
+    return { services: { system, metrics, instances, disks: standaloneDisks, images }, closers };
+  } catch (e) {
+    for (const close of closers.reverse()) await Promise.resolve(close()).catch(() => undefined);
+    throw e;
+  }
 }
 
 export async function startDaemon(config: KilnConfig, log: Logger): Promise<Daemon> {
@@ -32,7 +75,7 @@ export async function startDaemon(config: KilnConfig, log: Logger): Promise<Daem
   let closers: Array<() => Promise<void> | void> = [];
   let watchdog: NodeJS.Timeout | undefined;
   try {
-    const wired = wireServices(config, log);
+    const wired = await wireServices(config, log);
     closers = wired.closers;
     server = createApiServer({ services: wired.services, log, bodyMaxBytes: config.requestBodyMaxBytes });
     await listenOnSocket(server, config.socket, config.socketMode, config.socketGroup);

@@ -512,7 +512,7 @@ export class InstanceService {
     }
     if (report.orphanDomains.length) this.log.warn({ domains: report.orphanDomains }, 'kiln domains without a record in this state dir (left alone)');
     this.unsubscribe ??= deps.hypervisor.onLifecycle?.((e) => {
-      if (this.states.has(e.name)) this.states.set(e.name, e.state);
+      if (this.states.has(e.name) && e.state !== 'nostate') this.states.set(e.name, e.state);
     });
     this.log.info(report, 'reconciled instances');
     return report;
