@@ -33,6 +33,7 @@ export class LibvirtHypervisor implements Hypervisor {
   private polling = false;
   private lastPoll: Map<string, DomainState> | undefined;
   private closed = false;
+  private connectedOnce = false;
   /** How many times a lost connection was replaced (status and tests). */
   reconnects = 0;
   /** Which event source feeds onLifecycle: libvirt events or the polling fallback. */
@@ -68,7 +69,8 @@ export class LibvirtHypervisor implements Hypervisor {
         ...(this.opts.library ? { library: this.opts.library } : {}),
       });
       conn.onClosed((reason) => this.log.warn({ reason }, 'libvirt closed the connection'));
-      if (old) this.reconnects++;
+      if (this.connectedOnce) this.reconnects++;
+      this.connectedOnce = true;
       const subscribed = this.opts.events === 'auto' && (await conn.subscribeLifecycle((e) => this.onNativeEvent(e)));
       if (this.closed) { await conn.close(); throw new KilnError('KILN_UNAVAILABLE', 'closed while connecting'); }
       this.conn = conn;
@@ -116,6 +118,19 @@ export class LibvirtHypervisor implements Hypervisor {
       return await (await this.connection()).isAlive();
     } catch {
       return false;
+    }
+  }
+
+  /**
+   * The `kiln status` probe: connects if needed, so a down libvirtd shows as an error message
+   * rather than a bare `connected: false`.
+   */
+  async status(): Promise<{ connected: boolean; libvirtVersion?: string; eventSource: string; reconnects: number; error?: string }> {
+    try {
+      const version = await this.libVersion();
+      return { connected: await this.isAlive(), libvirtVersion: version, eventSource: this.eventSource, reconnects: this.reconnects };
+    } catch (e) {
+      return { connected: false, eventSource: this.eventSource, reconnects: this.reconnects, error: (e as Error).message };
     }
   }
 
