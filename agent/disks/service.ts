@@ -4,7 +4,7 @@
 // created is removed again when a step fails.
 // Must not: fetch, cache or evict images (images/ does; the caller acquires and releases the
 // base), name qemu-img's argv (tools/qemu-img.ts does), or ever wipe or remove a block device.
-import { realpathSync } from 'node:fs';
+import { existsSync, realpathSync } from 'node:fs';
 import { rmdir } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { KilnError, toKilnError } from '../errors.js';
@@ -185,6 +185,8 @@ export class DiskService {
 
   private async createFile(req: DiskRequest, progress?: Progress): Promise<DiskJson> {
     const target = this.fileTarget(req.target);
+    // Checked again, atomically, when the finished disk is linked into place.
+    if (existsSync(target)) throw new KilnError('KILN_CONFLICT', `${target} already exists; kiln never overwrites a disk`, { path: target });
     const sizeBytes = resolveDiskSize(req.image, req.sizeBytes);
     checkSizes(req.image, { diskBytes: sizeBytes, memoryBytes: req.memoryBytes });
     progress?.({ step: 'disk: inspect base', message: req.image.digest });
