@@ -140,7 +140,7 @@ Examples:
   kiln --json disk inspect --disk-format raw image.img | jq .reasons`)
     .action(action(ctx, async (out, target: string, opts: { stateDir?: string; diskFormat?: string }) => {
       const config = loadConfig({ env: process.env });
-      const stateDir = opts.stateDir ?? process.env.KILN_STATE_DIR ?? DEFAULT_STATE_DIR;
+      const stateDir = opts.stateDir ?? config.stateDir; // KILN_STATE_DIR, else /var/lib/kiln
       const path = await resolveTarget(target, stateDir);
       const o: DiskInspectOptions = { stateDir, policy: policyFromConfig(config), qemuImg: QemuImg.fromConfig(config) };
       if (opts.diskFormat !== undefined) o.declaredFormat = opts.diskFormat;
