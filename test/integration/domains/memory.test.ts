@@ -25,8 +25,12 @@ const WARMUP = 200;
 /** Allowed growth from cycle WARMUP to CYCLES: 800 cycles x 11 libvirt calls; a leak of a
  *  domain handle or XML string per cycle (several KiB each in libvirt) would exceed it. */
 const BOUND = 6 * MiB;
-/** One leaked virDomain handle is ~225 bytes of malloc heap; the trend must stay below one per cycle. */
-const SLOPE_BOUND = 150;
+/**
+ * Measured here: the trend is 40-70 bytes/cycle with nothing leaking (koffi's async machinery and
+ * the test harness: a bare koffi async call loop shows ~0.5 byte/call), and a leaked virDomain
+ * handle adds ~160 bytes; a cycle looks up 3 handles, so leaking them shows as ~+480.
+ */
+const SLOPE_BOUND = 200;
 const SAMPLE_EVERY = 25;
 
 /** Theil-Sen estimator: the median of pairwise slopes, robust to the odd step in the heap. */
@@ -71,7 +75,7 @@ t.test(`${CYCLES} define/start/destroy/undefine cycles keep RSS flat`, async (t)
   t.comment(`koffi callbacks registered: ${koffi.stats().callbacks}`);
   t.ok(growth < BOUND, `RSS growth ${(growth / MiB).toFixed(2)} MiB < ${BOUND / MiB} MiB`);
   t.comment(`malloc heap trend (Theil-Sen over ${heapSamples.length} samples): ${slope.toFixed(1)} bytes/cycle`);
-  t.ok(slope < SLOPE_BOUND, `malloc heap trend ${slope.toFixed(1)} bytes/cycle < ${SLOPE_BOUND} (less than one leaked handle per cycle)`);
+  t.ok(slope < SLOPE_BOUND, `malloc heap trend ${slope.toFixed(1)} bytes/cycle < ${SLOPE_BOUND} (a leaked handle per lookup would add ~480)`);
   t.ok(koffi.stats().callbacks <= 4, 'no callback slots leaked (4 process-wide trampolines)');
   t.equal((await hv.listKiln()).filter((d) => d.name.startsWith('kiln-mem-')).length, 0, 'nothing left defined');
 });
