@@ -55,7 +55,7 @@ export async function wireServices(config: KilnConfig, log: Logger): Promise<{ s
     closers.push(() => instances.close());
     await instances.reconcile().catch((e: unknown) => log.error({ err: e }, 'reconciling instances failed'));
     const system = new System(config, {
-      libvirt: async () => ({ connected: await hypervisor.isAlive(), domainType }),
+      libvirt: async () => ({ ...(await hypervisor.status()), domainType }),
       cache: () => images.stats(),
       instances: () => instances.count(),
     });
