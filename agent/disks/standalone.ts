@@ -4,8 +4,8 @@
 // overlay (the one mode that backs onto the base); it drops references whose overlay is gone.
 // Must not: fetch images (only cached ones are used), or import images/ (it sees the cache
 // through the narrow ImageRefs view, which ImageCache satisfies).
-import { existsSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { existsSync, realpathSync } from 'node:fs';
+import { basename, dirname, join, resolve, sep } from 'node:path';
 import { KilnError, toKilnError } from '../errors.js';
 import type { KilnConfig } from '../config/schema.js';
 import type { Logger } from '../log.js';
@@ -53,6 +53,13 @@ export class StandaloneDisks {
 
   async create(req: StandaloneDiskRequest, progress?: Progress): Promise<StandaloneDiskJson> {
     const target = resolve(req.target);
+    // The state dir is kiln's own (its recovery deletes what it does not know there): a caller's
+    // path must not reach into it, directly, through '..' or through a symlinked folder.
+    const state = realOrSame(resolve(this.deps.config.stateDir));
+    const real = realTarget(target);
+    if (real === state || real.startsWith(state + sep)) {
+      throw new KilnError('KILN_BAD_REQUEST', `${target} is inside kiln's state directory; standalone disks live elsewhere`, { field: 'target', path: target });
+    }
     if (this.inFlight.has(target)) {
       throw new KilnError('KILN_CONFLICT', `a disk is already being created at ${target}`, { path: target });
     }
@@ -102,7 +109,8 @@ export class StandaloneDisks {
       for (const holder of image.inUseBy) {
         if (!holder.startsWith(HOLDER_PREFIX)) continue;
         const path = holder.slice(HOLDER_PREFIX.length);
-        if (!path.startsWith('/') || existsSync(path)) continue;
+        // A disk being made right now holds its reference before its file exists.
+        if (!path.startsWith('/') || existsSync(path) || this.inFlight.has(path)) continue;
         await this.deps.images.release(image.digest, holder);
         dropped.push(holder);
         this.log.info({ holder, image: image.digest }, 'dropped the reference of a deleted standalone disk');
@@ -112,3 +120,23 @@ export class StandaloneDisks {
   }
 }
 
+function realOrSame(path: string): string {
+  try {
+    return realpathSync(path);
+  } catch {
+    return path;
+  }
+}
+
+/** `target` with the symlinks of its existing ancestors resolved. */
+function realTarget(target: string): string {
+  const rest = [basename(target)];
+  for (let dir = dirname(target); ; dir = dirname(dir)) {
+    try {
+      return join(realpathSync(dir), ...rest);
+    } catch {
+      if (dirname(dir) === dir) return target;
+      rest.unshift(basename(dir));
+    }
+  }
+}
