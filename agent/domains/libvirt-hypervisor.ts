@@ -7,7 +7,7 @@
 import type { Logger } from '../log.js';
 import { KilnError } from '../errors.js';
 import { LibvirtConnection, VIR_ERR, libvirtCode, type LifecycleEvent as NativeEvent } from '../../native/libvirt.js';
-import { KILN_METADATA_NS, parseKilnMetadata } from './xml.js';
+import { KILN_METADATA_NS, consoleLogPathOf, parseKilnMetadata } from './xml.js';
 import { eventOfState, stateOfEvent, type DomainSpec, type DomainState, type Hypervisor, type LifecycleEvent } from './hypervisor.js';
 
 export interface LibvirtHypervisorOptions {
@@ -241,6 +241,16 @@ export class LibvirtHypervisor implements Hypervisor {
       if (code === VIR_ERR.NO_DOMAIN) throw notFound(name, e);
       // Not running, or no lease source for this NIC type (user-mode networking).
       if (code === VIR_ERR.OPERATION_INVALID || code === VIR_ERR.NO_SUPPORT || code === VIR_ERR.INVALID_ARG) return [];
+      throw e;
+    }
+  }
+
+  /** The console log file libvirt has for the domain (from its live XML); undefined if none. */
+  async consoleLogPath(name: string): Promise<string | undefined> {
+    try {
+      return consoleLogPathOf(await this.run((c) => c.xmlDesc(name), true));
+    } catch (e) {
+      if (libvirtCode(e) === VIR_ERR.NO_DOMAIN) throw notFound(name, e);
       throw e;
     }
   }

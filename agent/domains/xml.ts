@@ -206,3 +206,10 @@ export function parseKilnMetadata(xml: string, fromQuery = false): DomainSpec['m
   if (instance === undefined || imageDigest === undefined || kilnVersion === undefined) return undefined;
   return { instance, imageDigest, kilnVersion };
 }
+
+/** The serial console's log file in domain XML (as libvirt returns it), or undefined. */
+export function consoleLogPathOf(xml: string): string | undefined {
+  const serial = /<serial\b[^>]*>([\s\S]*?)<\/serial>/.exec(xml)?.[1];
+  const m = serial && /<log\b[^>]*\bfile\s*=\s*(?:"([^"]*)"|'([^']*)')/.exec(serial);
+  return m ? unescapeXml(m[1] ?? m[2] ?? '') : undefined;
+}

@@ -33,6 +33,7 @@ t.test('define, start, state, list, shutdown, destroy, undefine', async (t) => {
   t.same(listed, { name: spec.name, state: 'running', metadata: spec.metadata }, 'listed by metadata, values unescaped');
   t.notOk((await hv.listKiln()).some((d) => d.name === 'test'), "the driver's own domain (no kiln metadata) is not listed");
 
+  t.equal(await hv.consoleLogPath(spec.name), spec.consoleLogPath, 'console log path read back from libvirt');
   const addrs = await hv.interfaceAddresses(spec.name);
   t.ok(Array.isArray(addrs), 'interface addresses answer a list');
 

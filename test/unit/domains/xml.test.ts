@@ -5,7 +5,7 @@ import fc from 'fast-check';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { domainXml, parseKilnMetadata, KILN_METADATA_NS } from '../../../agent/domains/xml.js';
+import { consoleLogPathOf, domainXml, parseKilnMetadata, KILN_METADATA_NS } from '../../../agent/domains/xml.js';
 import type { DomainSpec } from '../../../agent/domains/hypervisor.js';
 import { KilnError } from '../../../agent/errors.js';
 import { run } from '../../../agent/tools/run.js';
@@ -119,6 +119,12 @@ t.test('parseKilnMetadata: libvirt query form, foreign namespaces, missing field
   t.equal(parseKilnMetadata(`<o:instance xmlns:o="https://example.com/other" name="a" imageDigest="x" kilnVersion="y"/>`), undefined, 'foreign namespace');
   t.same(parseKilnMetadata(`<k:instance xmlns:k='${KILN_METADATA_NS}' name='a&#10;b' imageDigest='x' kilnVersion='y'/>`), { instance: 'a\nb', imageDigest: 'x', kilnVersion: 'y' }, 'any prefix, single quotes, char refs');
   t.equal(parseKilnMetadata(`<instance name="a" kilnVersion="y"/>`, true), undefined, 'missing field');
+});
+
+t.test('consoleLogPathOf reads the serial log back', async (t) => {
+  t.equal(consoleLogPathOf(domainXml(SPECS['domain-user-qcow2-seed']!)), `${inst}/console.log`);
+  t.equal(consoleLogPathOf(`<domain><devices><serial type='pty'><log file='/a&amp;b/c.log' append='off'/></serial></devices></domain>`), '/a&b/c.log');
+  t.equal(consoleLogPathOf('<domain><devices><console type="pty"/></devices></domain>'), undefined);
 });
 
 t.test('invalid specs are KILN_BAD_REQUEST naming the field', async (t) => {
