@@ -173,3 +173,25 @@ t.test('close frees the connection once and returns the event loop thread', asyn
   await rejectsCode(t, hv.state('test'), 'KILN_UNAVAILABLE');
   t.equal(await hv.isAlive(), false);
 });
+
+t.test('parallel lifecycles through one hypervisor, failures interleaved', async (t) => {
+  const hv = new LibvirtHypervisor(URI, log);
+  t.teardown(() => hv.close());
+  const specs = Array.from({ length: 12 }, () => makeSpec());
+  const flows = specs.map(async (spec, i) => {
+    await hv.define(domainXml(spec));
+    await hv.start(spec.name);
+    const missing = await hv.start(`${spec.name}-absent`).then(() => 'resolved', (e: { code: string; details: Record<string, unknown> }) => `${e.code}:${String(e.details.domain)}`);
+    const state = (await hv.state(spec.name)).state;
+    if (i % 2) await hv.shutdown(spec.name, 2000); else await hv.destroy(spec.name);
+    await hv.undefine(spec.name);
+    return { missing, state };
+  });
+  const results = await Promise.all(flows);
+  results.forEach((r, i) => {
+    t.equal(r.state, 'running', `flow ${i} saw its domain running`);
+    t.equal(r.missing, `KILN_NOT_FOUND:${specs[i]!.name}-absent`, `flow ${i} got its own not-found`);
+  });
+  const left = (await hv.listKiln()).filter((d) => specs.some((s) => s.name === d.name));
+  t.same(left, [], 'all undefined');
+});
