@@ -42,7 +42,7 @@ export function hasBytes(b: Buffer, off: number, sig: Buffer | string): boolean 
 
 /** Printable rendering of untrusted bytes for messages: latin1, control characters escaped, capped. */
 export function printable(b: Buffer, max = 120): string {
-  const text = b.subarray(0, max).toString('latin1').replace(/[\x00-\x1f\x7f-\xff"\\]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+  const text = b.subarray(0, max).toString('latin1').replace(/[\x00-\x1f\x7f-\xff\\]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
   return b.length > max ? text + '…' : text;
 }
 
