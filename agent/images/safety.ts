@@ -162,3 +162,30 @@ export async function assessImage(path: string, o: { declaredFormat?: string; po
   if (ev.error) throw ev.error;
   return ev.assessment;
 }
+
+/** The verdict fields of `kiln disk inspect` / `kiln image inspect` (DiskInspectJson's shape). */
+export interface ImageVerdict {
+  format: KilnFormat;
+  virtualSize: number;
+  actualSize: number;
+  backingChain: string[];
+  safe: boolean;
+  reasons: string[];
+}
+
+/**
+ * The safety verdict on `path` without throwing for a refused image: what `kiln image inspect`
+ * shows next to an image's record. A backing file is listed, never followed.
+ */
+export async function imageVerdict(path: string, o: { declaredFormat?: string; policy: ImagePolicy; qemuImg: QemuImg }): Promise<ImageVerdict> {
+  const ev = await evaluateImage(path, o);
+  const b = ev.inspection.backing;
+  return {
+    format: ev.inspection.format,
+    virtualSize: ev.inspection.virtualSize,
+    actualSize: ev.qemu?.actualSize ?? ev.assessment.actualSize,
+    backingChain: b ? [b.kind === 'relative' ? resolve(path, '..', b.name) : b.name] : [],
+    safe: ev.error === undefined,
+    reasons: ev.reasons,
+  };
+}

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { KilnError } from '../../../agent/errors.js';
 import { loadConfig } from '../../../agent/config/load.js';
-import { assessImage, declaredMatches, evaluateImage, policyFromConfig, qemuFormatOf, type ImagePolicy } from '../../../agent/images/safety.js';
+import { assessImage, declaredMatches, evaluateImage, imageVerdict, policyFromConfig, qemuFormatOf, type ImagePolicy } from '../../../agent/images/safety.js';
 import { QemuImg } from '../../../agent/tools/qemu-img.js';
 import type { RunOptions, RunResult, Runner } from '../../../agent/tools/run.js';
 import * as h from './headers.js';
@@ -124,4 +124,14 @@ t.test('evaluateImage reports instead of throwing', async (t) => {
   t.equal(ok.error, undefined);
   t.same(ok.reasons, []);
   t.equal(ok.qemu?.format, 'qcow2');
+});
+
+t.test('imageVerdict gives the DiskInspectJson fields without throwing', async (t) => {
+  const { qemuImg } = stubQemuImg(() => infoJson({}));
+  const bad = await imageVerdict(await file('iv.qcow2', h.qcow2({ backing: 'base.raw' })), { policy, qemuImg });
+  t.same(Object.keys(bad).sort(), ['actualSize', 'backingChain', 'format', 'reasons', 'safe', 'virtualSize']);
+  t.match(bad, { format: 'qcow2', virtualSize: 64 * MiB, safe: false, backingChain: [join(dir, 'base.raw')] });
+  t.match(bad.reasons, [/^qcow2\.backing_file:/]);
+  const good = await imageVerdict(await file('iv2.qcow2', h.qcow2()), { policy, qemuImg });
+  t.match(good, { format: 'qcow2', safe: true, reasons: [], backingChain: [], actualSize: 4096 });
 });
