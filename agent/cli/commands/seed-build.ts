@@ -104,15 +104,17 @@ with KILN_BAD_REQUEST and the reason.`)
       if (instanceId === undefined || instanceId === null) {
         throw new KilnError('KILN_BAD_REQUEST', 'meta-data: has no instance-id', { file: 'meta-data', reason: 'missing instance-id' });
       }
-      const hostname = md['local-hostname'] ?? md.hostname ?? 'localhost';
+      // NoCloud passes the meta-data file through as given, so its hostname and keys are not
+      // re-checked there; config-drive rebuilds them into meta_data.json and checks them.
+      const nocloud = opts.format === 'nocloud';
       const spec: SeedSpec = {
         format: opts.format,
         instanceId: String(instanceId),
-        hostname: String(hostname),
-        sshKeys: publicKeys(md['public-keys']),
+        hostname: nocloud ? 'localhost' : String(md['local-hostname'] ?? md.hostname ?? 'localhost'),
+        sshKeys: nocloud ? [] : publicKeys(md['public-keys']),
         createdAt: timestampOf(opts.timestamp),
       };
-      if (opts.format === 'nocloud') spec.metaData = metaBytes;
+      if (nocloud) spec.metaData = metaBytes;
       if (opts.uuid !== undefined) spec.uuid = opts.uuid;
       if (opts.userData) spec.userData = await readInput('--user-data', opts.userData, maxFileBytes);
       if (opts.networkConfig) spec.networkConfig = await readInput('--network-config', opts.networkConfig, maxFileBytes);

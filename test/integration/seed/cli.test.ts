@@ -136,3 +136,13 @@ t.test('the built kiln binary builds a seed with no daemon running', async (t) =
   t.equal(JSON.parse(r.stdout).label, 'cidata');
   t.match(await isoinfoDescribe(out), /^Volume id: cidata$/m);
 });
+
+t.test('nocloud passes an operator meta-data through without re-checking fields kiln does not use', async (t) => {
+  const md = file('md-loose', 'instance-id: iid-loose\nlocal-hostname: not_a_hostname\npublic-keys: {default: "whatever"}\n');
+  const out = join(dir, 'loose.iso');
+  const r = await kiln('--json', 'seed', 'build', out, '--meta-data', md);
+  t.equal(r.code, 0, r.stdout);
+  t.equal(await isoinfoExtract(out, '-R', 'meta-data'), readFileSync(md, 'utf8'));
+  const cd = await kiln('--json', 'seed', 'build', join(dir, 'loose-cd.iso'), '--format', 'configdrive', '--meta-data', md);
+  t.equal(cd.json?.error?.details?.reason, 'invalid hostname', 'config-drive rebuilds meta_data.json, so it checks');
+});
