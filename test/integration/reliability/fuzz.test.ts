@@ -11,7 +11,7 @@ import { ERROR_CODES } from '../../../agent/errors.js';
 import { call, startKilnd, testSeed } from './helpers.js';
 
 const SEED = testSeed(20261127);
-const RUNS = Number(process.env.KILN_FUZZ_RUNS ?? 400);
+const RUNS = Number(process.env.RELIABILITY_FUZZ_RUNS ?? 400);
 const kilnd = await startKilnd(t);
 
 // Field names the areas know, so bodies often get past "unknown field" into the validators.

@@ -22,9 +22,9 @@ export function rng(seed: number): () => number {
   };
 }
 
-/** The seed of a test: KILN_TEST_SEED overrides the fixed default so a failure can be replayed. */
+/** The seed of a test: RELIABILITY_SEED overrides the fixed default so a failure can be replayed. */
 export function testSeed(fallback: number): number {
-  const env = process.env.KILN_TEST_SEED;
+  const env = process.env.RELIABILITY_SEED;
   return env && /^\d+$/.test(env) ? Number(env) : fallback;
 }
 

@@ -1,0 +1,235 @@
+// Crash: a real kilnd (test:///default) is killed with SIGKILL at seeded random moments during
+// image fetches (a throttled fault-server widens the window), instance provisioning (fetch, disk,
+// seed, define, start), instance removal and standalone disk creation; then restarted on the same
+// state dir. After every restart: every invariant of helpers.ts consistencyProblems holds (no
+// partial file in the cache, index equals files, no orphan disk, seed or domain record, records
+// and libvirt agree after reconcile), the request that was in flight either completed or left
+// nothing, and the same request retried succeeds. RELIABILITY_SEED / RELIABILITY_CRASH_TRIALS replay or
+// widen a run.
+import t from 'tap';
+import { existsSync, mkdirSync, readdirSync } from 'node:fs';
+import { request } from 'node:http';
+import { join } from 'node:path';
+import { FaultServer, patternBytes } from '../../fixtures/fault-server.js';
+import { ERROR_CODES } from '../../../agent/errors.js';
+import { call, consistencyProblems, killHard, qcow2Bytes, rng, sha256, sleep, startKilnd, tempDir, testSeed, type Kilnd } from './helpers.js';
+
+const SEED = testSeed(1127);
+const TRIALS = Number(process.env.RELIABILITY_CRASH_TRIALS ?? 30);
+const random = rng(SEED);
+const KiB = 1024;
+const MiB = 1024 * KiB;
+
+interface Outcome {
+  status?: number;
+  body?: any;
+  /** The connection died before a complete answer (the kill). */
+  cut: boolean;
+  lastStep?: string;
+  ms: number;
+}
+
+/** A request whose NDJSON progress is followed as it streams, so the test knows the step the kill hit. */
+function streamCall(socket: string, method: string, path: string, body?: unknown): Promise<Outcome> {
+  const started = performance.now();
+  const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+  return new Promise((resolve) => {
+    let lastStep: string | undefined;
+    let done = false;
+    const finish = (o: Omit<Outcome, 'ms' | 'lastStep'>) => {
+      if (done) return;
+      done = true;
+      resolve({ ...o, ...(lastStep ? { lastStep } : {}), ms: performance.now() - started });
+    };
+    const req = request({
+      socketPath: socket, method, path,
+      headers: { accept: 'application/x-ndjson', ...(payload ? { 'content-type': 'application/json', 'content-length': String(payload.length) } : {}) },
+    }, (res) => {
+      let buf = '';
+      let last: any;
+      res.on('data', (c: Buffer) => {
+        buf += c.toString();
+        let nl: number;
+        while ((nl = buf.indexOf('\n')) >= 0) {
+          const line = buf.slice(0, nl);
+          buf = buf.slice(nl + 1);
+          try {
+            last = JSON.parse(line);
+          } catch {
+            continue;
+          }
+          if (last?.type === 'progress') lastStep = last.step;
+        }
+      });
+      res.on('end', () => {
+        if (buf.trim()) {
+          try {
+            last = JSON.parse(buf);
+          } catch {
+            return finish({ cut: true });
+          }
+        }
+        // Non-streaming routes answer one JSON document; streaming ones end with a result/error line.
+        if (last?.type === 'result') finish({ status: 200, body: last.result, cut: false });
+        else if (last?.type === 'error') finish({ status: ERROR_CODES[last.error.code as keyof typeof ERROR_CODES]?.http ?? 500, body: last.error, cut: false });
+        else if (last?.type === 'progress' || last === undefined) finish({ cut: true });
+        else finish({ status: res.statusCode ?? 0, body: last, cut: false });
+      });
+      res.on('error', () => finish({ cut: true }));
+      res.on('aborted', () => finish({ cut: true }));
+    });
+    req.on('error', () => finish({ cut: true }));
+    req.end(payload);
+  });
+}
+
+type Kind = 'fetch' | 'provision-fetch' | 'provision-cached' | 'remove' | 'disk';
+const KINDS: Kind[] = ['fetch', 'provision-fetch', 'provision-cached', 'remove', 'disk'];
+
+t.test(`${TRIALS} SIGKILLs at random points, each followed by restart, checks and a retry (seed ${SEED})`, async (t) => {
+  const server = await FaultServer.start();
+  t.teardown(() => server.close());
+  const work = tempDir(t, 'kiln-rel-crash-');
+  const kdir = tempDir(t, 'kiln-rel-crashd-');
+  const diskDir = join(work, 'disks');
+  mkdirSync(diskDir);
+
+  // The image flat disks copy (24 MiB of data: the disk step takes a while), fetched at once.
+  const dataImage = qcow2Bytes(work, 'data.qcow2', '64M', 24);
+  const dataDigest = `sha256:${sha256(dataImage)}`;
+  const dataUrl = server.add('/data.qcow2', { data: dataImage });
+
+  let k: Kilnd = await startKilnd(t, { dir: kdir });
+  const first = await call(k.socket, 'POST', '/v1/images', { url: dataUrl, checksum: dataDigest });
+  t.equal(first.status, 200, first.text);
+
+  /** A fresh image per trial, so every fetch is a real, throttled download. */
+  const freshRaw = (n: number) => {
+    const data = patternBytes(3 * MiB, 1000 + n);
+    return { url: server.add(`/raw-${n}.img`, { data, faults: { bytesPerSecond: 6 * MiB } }), checksum: `sha256:${sha256(data)}` };
+  };
+  const freshQcow2 = (n: number) => {
+    const data = qcow2Bytes(work, `q-${n}.qcow2`, `${64 + n}M`);
+    return { url: server.add(`/q-${n}.qcow2`, { data, faults: { bytesPerSecond: 384 * KiB } }), checksum: `sha256:${sha256(data)}` };
+  };
+
+  const pool: string[] = []; // ready instances available to 'remove' trials
+  const estimate = new Map<Kind, number>();
+  const tally = { cutMidway: 0, completedBeforeKill: 0, byKind: new Map<string, string[]>() };
+
+  interface Op {
+    method: string;
+    path: string;
+    body?: unknown;
+    /** After restart: does the thing the request makes exist? */
+    exists(): Promise<boolean>;
+    /** What a retry may answer, given whether the thing existed before it. */
+    retryOk(status: number, existed: boolean): boolean;
+    after?(existsNow: boolean): void;
+  }
+
+  const makeOp = async (kind: Kind, n: number): Promise<Op> => {
+    switch (kind) {
+      case 'fetch': {
+        const img = freshRaw(n);
+        return {
+          method: 'POST', path: '/v1/images', body: { url: img.url, checksum: img.checksum },
+          exists: async () => (await call(k.socket, 'GET', `/v1/images/${img.checksum}`)).status === 200,
+          retryOk: (s) => s === 200,
+        };
+      }
+      case 'provision-fetch':
+      case 'provision-cached': {
+        const name = `c${n}`;
+        const image = kind === 'provision-fetch' ? freshQcow2(n) : { url: dataDigest, checksum: undefined };
+        const body = { name, image: image.url, ...(image.checksum ? { checksum: image.checksum } : {}), memory: 128 * MiB, ...(kind === 'provision-cached' ? { diskMode: 'flat' } : {}) };
+        return {
+          method: 'POST', path: '/v1/instances', body,
+          exists: async () => (await call(k.socket, 'GET', `/v1/instances/${name}`)).status === 200,
+          // NDJSON answers 200 for created and existing alike (the result line says which).
+          retryOk: (s) => s === 200,
+          after: (now) => void (now && pool.push(name)),
+        };
+      }
+      case 'remove': {
+        if (!pool.length) {
+          const r = await call(k.socket, 'POST', '/v1/instances', { name: `r${n}`, image: dataDigest, memory: 128 * MiB, diskMode: 'flat' });
+          if (r.status !== 201) throw new Error(`could not make an instance to remove: ${r.text}`);
+          pool.push(`r${n}`);
+        }
+        const name = pool.shift()!;
+        return {
+          method: 'DELETE', path: `/v1/instances/${name}`,
+          exists: async () => (await call(k.socket, 'GET', `/v1/instances/${name}`)).status === 200,
+          retryOk: (s, existed) => (existed ? s === 200 : s === 404),
+          after: (now) => void (now && pool.push(name)),
+        };
+      }
+      case 'disk': {
+        const target = join(diskDir, `d${n}.qcow2`);
+        const mode = random() < 0.5 ? 'overlay' : 'flat';
+        return {
+          method: 'POST', path: '/v1/disks', body: { target, image: dataDigest, mode },
+          exists: async () => existsSync(target),
+          retryOk: (s, existed) => (existed ? s === 409 : s === 200),
+        };
+      }
+    }
+  };
+
+  // Warm-up: one full run of each kind measures how long it takes (the kill window).
+  for (const kind of KINDS) {
+    const op = await makeOp(kind, 900 + KINDS.indexOf(kind));
+    const r = await streamCall(k.socket, op.method, op.path, op.body);
+    t.notOk(r.cut, `warm-up ${kind} answered`);
+    t.ok(r.status! < 300, `warm-up ${kind}: ${r.status} ${JSON.stringify(r.body).slice(0, 200)}`);
+    op.after?.(await op.exists());
+    estimate.set(kind, r.ms);
+  }
+  t.comment(`kill windows (ms): ${[...estimate].map(([k, v]) => `${k} ${Math.round(v)}`).join(', ')}`);
+
+  for (let n = 0; n < TRIALS; n++) {
+    const kind = KINDS[Math.floor(random() * KINDS.length)]!;
+    const delay = Math.round(random() * 1.1 * estimate.get(kind)!);
+    const op = await makeOp(kind, n);
+    const inflight = streamCall(k.socket, op.method, op.path, op.body);
+    await sleep(delay);
+    await killHard(k);
+    const outcome = await inflight;
+    k = await startKilnd(t, { dir: kdir });
+
+    const label = `trial ${n} ${kind}: killed at ${delay} ms${outcome.lastStep ? ` after step "${outcome.lastStep}"` : ''}`;
+    t.same(await consistencyProblems(k, { diskDirs: [diskDir] }), [], `${label}: consistent after restart`);
+    const existed = await op.exists();
+    if (!outcome.cut) {
+      tally.completedBeforeKill++;
+      t.ok(outcome.status! < 300, `${label}: answered before the kill with success (${outcome.status})`);
+      t.equal(existed, kind !== 'remove', `${label}: its effect is durable`);
+    } else {
+      tally.cutMidway++;
+      // In flight: either completed (and then whole, checked above) or cleanly absent.
+      t.pass(`${label}: cut mid-request; afterwards ${kind === 'remove' ? (existed ? 'still there, intact' : 'removed') : existed ? 'completed' : 'cleanly absent'}`);
+    }
+    const list = tally.byKind.get(kind) ?? [];
+    list.push(outcome.cut ? (outcome.lastStep ?? 'before any progress') : 'completed');
+    tally.byKind.set(kind, list);
+
+    const retry = await streamCall(k.socket, op.method, op.path, op.body);
+    t.ok(!retry.cut && op.retryOk(retry.status ?? 0, existed),
+      `${label}: retried -> ${retry.status} ${retry.body?.code ?? ''} (existed before: ${existed}) ${retry.body?.message ?? ''}`);
+    if (!retry.cut && (retry.status ?? 500) < 300) estimate.set(kind, Math.max(estimate.get(kind)! * 0.7, retry.ms));
+    op.after?.(await op.exists());
+    t.same(await consistencyProblems(k, { diskDirs: [diskDir] }), [], `${label}: consistent after the retry`);
+    // Keep the state small: at most three instances stay for 'remove' trials.
+    while (pool.length > 3) {
+      const name = pool.shift()!;
+      const r = await call(k.socket, 'DELETE', `/v1/instances/${name}`);
+      t.equal(r.status, 200, `cleanup rm ${name}`);
+    }
+  }
+  t.comment(`kill points: ${[...tally.byKind].map(([kind, steps]) => `${kind}: ${steps.join(' | ')}`).join('; ')}`);
+  t.ok(tally.cutMidway >= TRIALS / 2, `most kills hit a request in flight (${tally.cutMidway} of ${TRIALS})`);
+  const provisionSteps = new Set([...(tally.byKind.get('provision-fetch') ?? []), ...(tally.byKind.get('provision-cached') ?? [])]);
+  t.ok(provisionSteps.size >= 3, `provisioning was cut at several different steps (${[...provisionSteps].join(', ')})`);
+  t.same(readdirSync(join(k.stateDir, 'quarantine')), [], 'nothing was ever quarantined');
+});
