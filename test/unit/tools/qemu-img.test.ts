@@ -74,6 +74,30 @@ t.test('every subcommand passes -f with a known format and absolute paths', asyn
   t.same(compare.options.okExitCodes, [0, 1]);
 });
 
+/**
+ * Compile-time half of the proof: each line below must fail to typecheck (`npx tsc -p
+ * tsconfig.test.json` reports an unused @ts-expect-error if the API ever lets a format go).
+ * Never called.
+ */
+export function callsWithoutFormatDoNotCompile(q: QemuImg): void {
+  // @ts-expect-error info needs a format
+  void q.info('/a/x');
+  // @ts-expect-error check needs a format
+  void q.check('/a/x');
+  // @ts-expect-error resize needs a format
+  void q.resize('/a/x', 1);
+  // @ts-expect-error measure needs a source format
+  void q.measure('/a/x', 'qcow2');
+  // @ts-expect-error compare needs both formats
+  void q.compare('/a/x', 'raw', '/a/y');
+  // @ts-expect-error convert needs a source format
+  void q.convert({ src: '/a/x', dst: '/a/y', dstFormat: 'raw' });
+  // @ts-expect-error 'auto' is not a format
+  void q.info('/a/x', 'auto');
+  // @ts-expect-error a backing file needs its format
+  void q.create('/a/x', { format: 'qcow2', backing: { path: '/a/b' } });
+}
+
 t.test('a call without a format, or with an unknown one, never reaches the runner', async (t) => {
   const { runner, calls } = stubRunner();
   const q = new QemuImg(limits, runner);
