@@ -1,7 +1,7 @@
 // kill -9 during a fetch, then a new ImageCache.init(): the cache is consistent (every image
 // folder complete and hashing to its name, tmp/ holding only resumable parts), and the next
 // fetch resumes from the bytes the killed process had made durable.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { readFileSync, readdirSync } from 'node:fs';
@@ -62,13 +62,7 @@ function runAndKill(stateDir: string, url: string, checksum: string, when: (e: {
 }
 
 /** The consistency rule: complete images only, named by their content; tmp holds part+state pairs only. */
-interface Asserts {
-  same(a: unknown, b: unknown, m?: string): void;
-  equal(a: unknown, b: unknown, m?: string): void;
-  match(a: unknown, b: RegExp, m?: string): void;
-}
-
-function assertConsistent(t: Asserts, layout: StateLayout): void {
+function assertConsistent(t: Test, layout: StateLayout): void {
   const sha = join(layout.images, 'sha256');
   for (const hex of readdirSync(sha)) {
     const files = readdirSync(join(sha, hex)).sort();

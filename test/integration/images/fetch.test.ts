@@ -1,6 +1,6 @@
 // ImageCache.ensure against a real HTTP server on loopback with fault injection, real qemu-img
 // and the real safety inspection: every fetch rule of issue 3.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -24,13 +24,7 @@ function tmpEntries(root: string): string[] {
   return readdirSync(join(root, 'tmp'));
 }
 
-interface Asserts {
-  ok(v: unknown, m?: string): void;
-  equal(a: unknown, b: unknown, m?: string): void;
-  fail(m: string): void;
-}
-
-async function rejectsCode(t: Asserts, p: Promise<unknown>, code: string): Promise<Error & { code?: string; details?: Record<string, unknown> }> {
+async function rejectsCode(t: Test, p: Promise<unknown>, code: string): Promise<Error & { code?: string; details?: Record<string, unknown> }> {
   try {
     await p;
   } catch (e) {
