@@ -2,6 +2,7 @@
 // whole file), or a download in progress (the head and tail windows a stream keeps), and the
 // budget that caps how many bytes one inspection may read.
 // Must not: interpret bytes (the format parsers do), or hold file handles beyond one inspection.
+import { constants } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { KilnError } from '../errors.js';
 
@@ -40,7 +41,8 @@ export function bufferSource(buf: Buffer): ByteSource {
 export async function openFileSource(path: string): Promise<ByteSource & { close(): Promise<void> }> {
   let fh: FileHandle;
   try {
-    fh = await open(path, 'r');
+    // O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused just below).
+    fh = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') throw new KilnError('KILN_NOT_FOUND', `no such image file: ${path}`, { path });

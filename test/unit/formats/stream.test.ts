@@ -77,3 +77,27 @@ t.test('StreamWindow keeps only its windows', async (t) => {
   small.end();
   t.same(await small.source().read(0, 70 * KiB), data.subarray(0, 70 * KiB), 'touching windows hold the whole stream');
 });
+
+t.test('files: positional reads, folders and FIFOs refused without blocking, missing files', async (t) => {
+  const { mkdtemp, rm, writeFile } = await import('node:fs/promises');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const { openFileSource } = await import('../../../agent/formats/source.js');
+  const { inspectFile } = await import('../../../agent/formats/inspect.js');
+  const { run } = await import('../../../agent/tools/run.js');
+  const dir = await mkdtemp(join(tmpdir(), 'kiln-source-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const img = join(dir, 'a.qcow2');
+  await writeFile(img, h.qcow2());
+  const src = await openFileSource(img);
+  t.equal(src.size, h.qcow2().length);
+  t.same(await src.read(4, 4), Buffer.from([0, 0, 0, 3]));
+  t.equal((await src.read(src.size! - 2, 10)).length, 2, 'short read at the end');
+  await src.close();
+  t.equal((await inspectFile(img)).format, 'qcow2');
+  const fifo = join(dir, 'fifo');
+  await run('mkfifo', [fifo], { timeoutMs: 5000 });
+  await t.rejects(inspectFile(fifo), { code: 'KILN_BAD_REQUEST' }, 'a FIFO is refused, not waited on');
+  await t.rejects(inspectFile(dir), { code: 'KILN_BAD_REQUEST' }, 'a folder is refused');
+  await t.rejects(inspectFile(join(dir, 'absent')), { code: 'KILN_NOT_FOUND' });
+});
