@@ -13,6 +13,7 @@ import type { Logger } from '../log.js';
 import { kilnVersion } from '../version.js';
 import type { Hashers } from './checksum.js';
 import { FileSink } from './sink.js';
+import { reclaimChunks } from './reclaim.js';
 
 /** What a download knows about the remote resource; persisted beside the .part so a restart can resume. */
 export interface RemoteState {
@@ -97,6 +98,8 @@ class RetryableError extends Error {
 class RestartError extends Error {}
 
 const BODY_HIGH_WATER_MARK = 1024 * 1024;
+/** Young garbage (consumed socket buffers) is collected every this many bytes (see reclaim.ts). */
+const RECLAIM_EVERY_BYTES = 8 * 1024 * 1024;
 const RETRYABLE_STATUS = new Set([408, 425, 429, 500, 502, 503, 504]);
 const MAX_BACKOFF_MS = 30_000;
 
@@ -419,6 +422,7 @@ export class Downloader {
     let lastAt = performance.now();
     let lastBytes = offset;
     let rate = 0;
+    let sinceReclaim = 0;
     d.onProgress?.({ done: offset, ...(end !== undefined ? { total: end } : {}), rate: 0 });
     try {
       for await (const chunk of res.body as AsyncIterable<Buffer>) {
@@ -430,6 +434,11 @@ export class Downloader {
         const wait = sink.write(chunk);
         offset += chunk.length;
         cursor.offset = offset;
+        sinceReclaim += chunk.length;
+        if (sinceReclaim >= RECLAIM_EVERY_BYTES) {
+          sinceReclaim = 0;
+          reclaimChunks();
+        }
         if (wait) await wait;
         if (d.onProgress) {
           const now = performance.now();
