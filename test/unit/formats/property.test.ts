@@ -10,7 +10,8 @@ import type { InspectResult } from '../../../agent/formats/types.js';
 import { seeds } from './headers.js';
 
 const SEEDS = seeds();
-const MAX_MS = 2000;
+// An inspection takes milliseconds; 5 s only absorbs a loaded shared host, a real hang still fails.
+const MAX_MS = 5000;
 
 /** A reader over `data` that counts every byte handed out; `size` may claim far more than exists. */
 function countingSource(data: Buffer, size: number): ByteSource & { bytes: number; calls: number; maxRead: number } {
