@@ -174,6 +174,12 @@ export class QemuImg {
       if (isKilnError(e, 'KILN_TOOL_FAILED')) {
         const d = e.details;
         this.log?.warn({ argv, exitCode: d.exitCode, signal: d.signal, stderrTail: d.stderrTail }, 'qemu-img failed');
+        // A full filesystem is the host's state, not a qemu-img failure: callers get the one code for it.
+        if (/No space left on device|Disk quota exceeded/.test(String(d.stderrTail ?? ''))) {
+          throw new KilnError('KILN_NO_SPACE', `qemu-img ${subcommand} ran out of space: ${e.message}`, {
+            subcommand, exitCode: d.exitCode ?? null, stderrTail: d.stderrTail ?? '',
+          }, { cause: e });
+        }
         throw new KilnError('KILN_QEMU_IMG', `qemu-img ${subcommand} failed: ${e.message}`, {
           subcommand, exitCode: d.exitCode ?? null, signal: d.signal ?? null, stderrTail: d.stderrTail ?? '',
         }, { cause: e });

@@ -10,9 +10,9 @@ import t from 'tap';
 import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { request } from 'node:http';
 import { join } from 'node:path';
-import { FaultServer, patternBytes } from '../../fixtures/fault-server.js';
+import { patternBytes } from '../../fixtures/fault-server.js';
 import { ERROR_CODES } from '../../../agent/errors.js';
-import { call, consistencyProblems, killHard, qcow2Bytes, rng, sha256, sleep, startKilnd, tempDir, testSeed, type Kilnd } from './helpers.js';
+import { call, consistencyProblems, killHard, qcow2Bytes, rng, sha256, sleep, startFaultServer, startKilnd, tempDir, testSeed, type Kilnd } from './helpers.js';
 
 const SEED = testSeed(1127);
 const TRIALS = Number(process.env.RELIABILITY_CRASH_TRIALS ?? 30);
@@ -87,7 +87,7 @@ type Kind = 'fetch' | 'provision-fetch' | 'provision-cached' | 'remove' | 'disk'
 const KINDS: Kind[] = ['fetch', 'provision-fetch', 'provision-cached', 'remove', 'disk'];
 
 t.test(`${TRIALS} SIGKILLs at random points, each followed by restart, checks and a retry (seed ${SEED})`, async (t) => {
-  const server = await FaultServer.start();
+  const server = await startFaultServer();
   t.teardown(() => server.close());
   const work = tempDir(t, 'kiln-rel-crash-');
   const kdir = tempDir(t, 'kiln-rel-crashd-');

@@ -8,8 +8,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, statSync, symlinkSync } from 'node:fs';
 import { request } from 'node:http';
 import { join } from 'node:path';
-import { FaultServer } from '../../fixtures/fault-server.js';
-import { call, consistencyProblems, qcow2Bytes, sha256, startKilnd, tempDir, type HttpReply } from './helpers.js';
+import { call, consistencyProblems, qcow2Bytes, sha256, startFaultServer, startKilnd, tempDir, type HttpReply } from './helpers.js';
 
 const GROUP = 'kilnrt-sock';
 const OUTSIDER = 'kilnrt-out';
@@ -86,7 +85,7 @@ t.test('request bodies are capped (declared and streamed) and kilnd keeps servin
 });
 
 t.test('names and paths from requests never leave the state dir', async (t) => {
-  const server = await FaultServer.start();
+  const server = await startFaultServer();
   t.teardown(() => server.close());
   const work = tempDir(t, 'kiln-rel-paths-');
   const image = qcow2Bytes(work, 'base.qcow2', '32M');
