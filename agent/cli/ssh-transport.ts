@@ -31,7 +31,7 @@ export function parseHostUrl(url: string): SshHost {
 // ------------------------------------------------------------------ known_hosts
 
 function globMatch(pattern: string, text: string): boolean {
-  const re = new RegExp('^' + pattern.replace(/[.+^${}()|\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.') + '$', 'i');
+  const re = new RegExp('^' + pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.') + '$', 'i');
   return re.test(text);
 }
 
@@ -188,15 +188,17 @@ export async function sshClient(url: string, remoteSocket: string, o: SshOptions
   }
   const tcp: Socket = tcpConnect({ host: target.host, port: target.port });
   const conn = new ssh2.Client();
-  let verdict: KnownHostVerdict = { ok: false, reason: 'unknown' };
+  let verdict: KnownHostVerdict | undefined;
   await new Promise<void>((resolve, reject) => {
     const fail = (e: Error) => {
       tcp.destroy();
-      const hostKey = verdict.ok ? '' : verdict.reason === 'unknown'
-        ? `: the host key of ${target.host}:${target.port} is not in known_hosts (add it, e.g. ssh-keyscan -p ${target.port} ${target.host} >> ~/.ssh/known_hosts)`
-        : `: the host key of ${target.host}:${target.port} is ${verdict.reason === 'revoked' ? 'revoked' : 'different from known_hosts (possible man-in-the-middle)'}`;
-      const msg = e.message.includes('Handshake failed') || e.message.includes('host') ? hostKey || `: ${e.message}` : `: ${e.message}`;
-      reject(new KilnError('KILN_UNAVAILABLE', `cannot reach kilnd at ${where}${msg}`, { where, reason: verdict.ok ? e.message : `host-key-${verdict.reason}` }));
+      // A host key kiln refused explains the failure better than ssh2's "verification failed".
+      const why = verdict && !verdict.ok
+        ? verdict.reason === 'unknown'
+          ? `the host key of ${target.host}:${target.port} is not in known_hosts (add it, e.g. ssh-keyscan -p ${target.port} ${target.host} >> ~/.ssh/known_hosts)`
+          : `the host key of ${target.host}:${target.port} is ${verdict.reason === 'revoked' ? 'revoked' : 'different from known_hosts (possible man-in-the-middle)'}`
+        : e.message;
+      reject(new KilnError('KILN_UNAVAILABLE', `cannot reach kilnd at ${where}: ${why}`, { where, reason: verdict && !verdict.ok ? `host-key-${verdict.reason}` : 'ssh' }));
     };
     conn.once('ready', () => {
       conn.off('error', fail);
@@ -224,7 +226,8 @@ export async function sshClient(url: string, remoteSocket: string, o: SshOptions
       conn.openssh_forwardOutStreamLocal(remoteSocket, (err, ch) => {
         if (err) {
           if (--open === 0) tcp.unref();
-          cb(new KilnError('KILN_UNAVAILABLE', `cannot reach kilnd at ${where}: ${err.message} (is kilnd running there, and may ${target.user} use its socket?)`, { where }));
+          // A plain Error: the client wraps it into KILN_UNAVAILABLE with this message.
+          cb(new Error(`the SSH server refused the forward to ${remoteSocket}: ${err.message} (is kilnd running there, and may ${target.user} use its socket?)`));
           return;
         }
         ch.once('close', () => {
