@@ -148,6 +148,8 @@ t.test('failures map to KILN_QEMU_IMG; timeouts and missing tools pass through',
   await t.rejects(slow.info('/a/x', 'qcow2'), { code: 'KILN_TIMEOUT' });
   const missing = new QemuImg(limits, stubRunner(() => new KilnError('KILN_TOOL_MISSING', 'no')).runner);
   await t.rejects(missing.convert({ src: '/a', srcFormat: 'raw', dst: '/b', dstFormat: 'qcow2' }), { code: 'KILN_TOOL_MISSING' });
+  const full = new QemuImg(limits, stubRunner(() => new KilnError('KILN_TOOL_FAILED', 'exit 1', { exitCode: 1, stderrTail: 'qemu-img: error while writing at byte 0: No space left on device' })).runner);
+  await t.rejects(full.convert({ src: '/a', srcFormat: 'raw', dst: '/b', dstFormat: 'qcow2' }), { code: 'KILN_NO_SPACE', details: { subcommand: 'convert' } }, 'a full filesystem is KILN_NO_SPACE');
   const compare = new QemuImg(limits, stubRunner(() => ({ exitCode: 1 })).runner);
   t.equal(await compare.compare('/a', 'raw', '/b', 'raw'), false, 'exit 1 means different');
 });
