@@ -144,7 +144,10 @@ export class InstanceService {
       createdAt: now.toISOString(), updatedAt: now.toISOString(), steps: {},
     };
     // Written before anything is created: a crash from here on leaves a 'provisioning' record that
-    // reconcile rolls back, and everything this call creates lives in (or is named by) it.
+    // reconcile rolls back. Everything this call creates can be found without further writes:
+    // files live in the folder, the domain carries kiln metadata naming the instance, and the
+    // image reference is held under the instance's name. (Each write costs an fsync pair, so the
+    // record is written twice per provisioning: here and when ready.)
     await writeRecord(deps.instancesDir, record);
     this.states.set(name, 'provisioning');
     let sshPort: number | undefined;
@@ -171,7 +174,6 @@ export class InstanceService {
               ...(spec.image.minRam !== null ? { minRam: spec.image.minRam } : {}),
             }, (e) => progress({ ...e, step: 'image' }));
         record.image = { digest: img.digest };
-        await this.save(record);
         return deps.images.acquire(img.digest, name);
       });
       if (spec.disk.mode !== 'volume') {
@@ -188,7 +190,6 @@ export class InstanceService {
           ...(spec.disk.sizeBytes !== null ? { sizeBytes: spec.disk.sizeBytes } : {}),
         }, (e) => progress({ ...e, step: 'disk' }));
         record.disk = d;
-        await this.save(record);
         return d;
       }));
 
@@ -203,7 +204,6 @@ export class InstanceService {
           ...(userData ? { userData } : {}), ...(networkConfig ? { networkConfig } : {}),
         });
         record.seed = { path: seedPath, format: spec.seed };
-        await this.save(record);
         await deps.seed.write(seedPath, iso);
       });
 
@@ -223,7 +223,6 @@ export class InstanceService {
         const xml = deps.domainXml(domain);
         record.domain = domain;
         record.ssh = sshPort !== undefined ? { host: '127.0.0.1', port: sshPort } : null;
-        await this.save(record);
         await deps.hypervisor.define(xml);
       });
 
