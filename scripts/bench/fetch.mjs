@@ -61,7 +61,7 @@ function timeCmd(cmd, args) {
 function api(socket, method, path, body) {
   return new Promise((resolve, reject) => {
     const payload = body ? Buffer.from(JSON.stringify(body)) : undefined;
-    const req = request({ socketPath: socket, method, path, headers: payload ? { 'content-type': 'application/json', 'content-length': payload.length } : {} }, (res) => {
+    const req = request({ socketPath: socket, agent: false, method, path, headers: payload ? { 'content-type': 'application/json', 'content-length': payload.length } : {} }, (res) => {
       const chunks = [];
       res.on('data', (c) => chunks.push(c));
       res.on('end', () => {
@@ -71,7 +71,7 @@ function api(socket, method, path, body) {
         else resolve(json);
       });
     });
-    req.on('error', reject);
+    req.on('error', (e) => reject(new Error(`${method} ${path}: ${e.message}`)));
     req.end(payload);
   });
 }
@@ -143,7 +143,7 @@ async function main() {
     const kilnd = spawn(process.execPath, [KILND, '--state-dir', stateDir, '--socket', socket, '--libvirt-uri', 'test:///default', '--log-level', 'warn', '--free-space-margin', '0'], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env } });
     let kilndLog = '';
     kilnd.stdout.on('data', (c) => (kilndLog = (kilndLog + c.toString()).slice(-20000)));
-    kilnd.on('exit', (code, sig) => { if (code !== null && code !== 0) console.error('kilnd exited', code, sig, kilndLog.slice(-3000)); });
+    kilnd.on('exit', (code, sig) => { if (code !== 0) console.error('kilnd exited', code, sig, kilndLog.slice(-3000)); });
     children.push(kilnd);
     await waitFor(() => api(socket, 'GET', '/v1/health').then(() => true, () => false), 60_000, 'kilnd');
     const idle = procStatus(kilnd.pid);
