@@ -60,6 +60,8 @@ export async function wireServices(config: KilnConfig, log: Logger): Promise<{ s
       instances: () => instances.count(),
     });
     const standaloneDisks = new StandaloneDisks({ images, disks, config, log });
+    // A kill during `kiln disk create` leaves a reference and a part file: drop both now.
+    await standaloneDisks.dropStaleReferences().catch((e: unknown) => log.warn({ err: e }, 'could not check standalone disk references'));
     return { services: { system, metrics, instances, disks: standaloneDisks, images }, closers };
   } catch (e) {
     for (const close of closers.reverse()) await Promise.resolve(close()).catch(() => undefined);

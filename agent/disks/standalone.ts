@@ -4,7 +4,7 @@
 // overlay (the one mode that backs onto the base); it drops references whose overlay is gone.
 // Must not: fetch images (only cached ones are used), or import images/ (it sees the cache
 // through the narrow ImageRefs view, which ImageCache satisfies).
-import { existsSync, realpathSync } from 'node:fs';
+import { existsSync, readdirSync, realpathSync, unlinkSync } from 'node:fs';
 import { basename, dirname, join, resolve, sep } from 'node:path';
 import { KilnError, toKilnError } from '../errors.js';
 import type { KilnConfig } from '../config/schema.js';
@@ -12,6 +12,7 @@ import type { Logger } from '../log.js';
 import type { DiskJson, ImageJson } from '../api/protocol.js';
 import type { Progress } from '../api/types.js';
 import type { DiskMode, DiskRequest } from './service.js';
+import { PART_PREFIX } from './files.js';
 
 /** What this needs of agent/images ImageCache. */
 export interface ImageRefs {
@@ -101,7 +102,9 @@ export class StandaloneDisks {
 
   /**
    * Releases `disk:<path>` references whose overlay file no longer exists (an operator deleted
-   * it), so the base becomes evictable again. Instance references are never touched.
+   * it, or kilnd was killed while making it), so the base becomes evictable again, and removes
+   * the part files an interrupted create left beside them. Instance references are never
+   * touched. kilnd also runs this at start-up.
    */
   async dropStaleReferences(): Promise<string[]> {
     const dropped: string[] = [];
@@ -110,7 +113,11 @@ export class StandaloneDisks {
         if (!holder.startsWith(HOLDER_PREFIX)) continue;
         const path = holder.slice(HOLDER_PREFIX.length);
         // A disk being made right now holds its reference before its file exists.
-        if (!path.startsWith('/') || existsSync(path) || this.inFlight.has(path)) continue;
+        if (!path.startsWith('/') || this.inFlight.has(path)) continue;
+        // Not in flight, so a part file beside it is what a killed create left behind.
+        const parts = removeLeftoverParts(path);
+        if (parts.length) this.log.info({ target: path, parts }, 'removed part files of an interrupted disk create');
+        if (existsSync(path)) continue;
         await this.deps.images.release(image.digest, holder);
         dropped.push(holder);
         this.log.info({ holder, image: image.digest }, 'dropped the reference of a deleted standalone disk');
@@ -139,4 +146,26 @@ function realTarget(target: string): string {
       rest.unshift(basename(dir));
     }
   }
+}
+
+/** `.kiln-part-<name>.<8 hex>` files beside target: made by createPartFile (O_EXCL), never by anyone else. */
+function removeLeftoverParts(target: string): string[] {
+  const prefix = `${PART_PREFIX}${basename(target)}.`;
+  let names: string[];
+  try {
+    names = readdirSync(dirname(target));
+  } catch {
+    return [];
+  }
+  const removed: string[] = [];
+  for (const n of names) {
+    if (!n.startsWith(prefix) || !/^[0-9a-f]{8}$/.test(n.slice(prefix.length))) continue;
+    try {
+      unlinkSync(join(dirname(target), n));
+      removed.push(n);
+    } catch {
+      /* already gone */
+    }
+  }
+  return removed;
 }
