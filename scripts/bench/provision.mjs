@@ -42,8 +42,14 @@ const url = `http://127.0.0.1:${server.address().port}/base.qcow2`;
 // kilnd on its own state dir and socket.
 const socket = join(work, 'kiln.sock');
 const stateDir = join(work, 'state');
-const kilnd = spawn(process.execPath, [join(repo, 'build/agent/main.js'), '--state-dir', stateDir, '--socket', socket, '--libvirt-uri', uri, '--log-level', 'warn', '--ssh-port-base', '42200'], { stdio: ['ignore', 'ignore', 'inherit'] });
-cleanups.push(() => kilnd.kill('SIGKILL'));
+const kilnd = spawn(process.execPath, [join(repo, 'build/agent/main.js'), '--state-dir', stateDir, '--socket', socket, '--libvirt-uri', uri, '--log-level', 'warn', '--ssh-port-base', '42200'], { stdio: ['ignore', 'pipe', 'pipe'] });
+let kilndLog = '';
+kilnd.stdout.on('data', (d) => (kilndLog += d));
+kilnd.stderr.on('data', (d) => (kilndLog += d));
+kilnd.on('exit', (code, signal) => { if (!finished) { console.error(`bench/provision: kilnd exited (${code ?? signal}):\n${kilndLog.slice(-3000)}`); process.exit(1); } });
+let finished = false;
+cleanups.push(() => { finished = true; kilnd.kill('SIGKILL'); });
+process.on('uncaughtException', (e) => { console.error(`bench/provision: ${e.stack}\nkilnd log:\n${kilndLog.slice(-3000)}`); process.exit(1); });
 const call = (method, path, body) => new Promise((resolve, reject) => {
   const payload = body ? Buffer.from(JSON.stringify(body)) : undefined;
   const req = request({ socketPath: socket, method, path, headers: payload ? { 'content-type': 'application/json', 'content-length': payload.length } : {} }, (res) => {
@@ -99,8 +105,9 @@ for (let i = 0; i < runs; i++) {
   if (!uri.startsWith('test:')) {
     const state = sh('virsh', ['-q', '-c', uri, 'domstate', bname]).trim();
     if (state !== 'running') throw new Error(`baseline domain ${bname} is ${state}`);
-    virsh(['destroy', bname], ['undefine', bname]);
   }
+  const drop = () => { for (const c of ['destroy', 'undefine']) spawnSync('virsh', ['-q', '-c', uri, c, bname]); };
+  if (!uri.startsWith('test:')) { drop(); cleanups.push(drop); }
 }
 
 const k = median(kilnTimes);
@@ -110,4 +117,5 @@ console.log(`  kiln API          median ${k.toFixed(1)} ms   (runs: ${kilnTimes.
 for (const [s, xs] of Object.entries(steps)) console.log(`    step ${s.padEnd(8)} median ${median(xs).toFixed(1)} ms`);
 console.log(`  qemu-img + cloud-localds + virsh define + virsh start   median ${b.toFixed(1)} ms   (runs: ${baseTimes.map((x) => x.toFixed(0)).join(', ')})`);
 console.log(`  ratio kiln/baseline: ${(k / b).toFixed(2)}`);
+finished = true;
 process.exit(0);

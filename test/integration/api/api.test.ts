@@ -86,6 +86,17 @@ t.test('create, show, list, stop, start, remove one instance', async (t) => {
   isError(t, await api('GET', '/v1/instances/web-1'), 404, 'KILN_NOT_FOUND');
 });
 
+t.test('a flat disk, a config-drive seed and a cached image reference', async (t) => {
+  const c = await create('flat-1', { image: `sha256:${base.sha256.slice(0, 12)}`, checksum: undefined, diskMode: 'flat', seed: 'configdrive', diskSize: 128 << 20, network: 'user' });
+  t.equal(c.status, 201, c.text);
+  t.equal(c.json.disk.mode, 'flat');
+  t.equal(c.json.disk.virtualSize, 128 << 20);
+  t.equal(c.json.seed.format, 'configdrive');
+  t.ok(existsSync(c.json.disk.path));
+  t.equal((await api('DELETE', '/v1/instances/flat-1')).status, 200);
+  t.notOk(existsSync(c.json.disk.path));
+});
+
 t.test('POST /v1/instances streams NDJSON progress when asked', async (t) => {
   const r = await create('streamed', {}, { headers: { accept: 'application/x-ndjson' } });
   t.equal(r.status, 200);
