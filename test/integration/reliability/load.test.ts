@@ -69,3 +69,27 @@ t.test(`${2 * INSTANCES + 3 * FETCHES_PER_IMAGE + LIGHT} concurrent mixed reques
   const metrics = (await call(kilnd.socket, 'GET', '/metrics')).text;
   t.notMatch(metrics, /kiln_api_errors_total\{code="KILN_INTERNAL"\}/, 'no internal error was counted');
 });
+
+t.test('a disk being made keeps its image reference while another create sweeps stale references', async (t) => {
+  const server = await startFaultServer();
+  t.teardown(() => server.close());
+  const work = tempDir(t, 'kiln-rel-refs-');
+  const kilnd = await startKilnd(t);
+  // 128 MiB of data: its flat copy takes long enough for a second create to run meanwhile.
+  const data = qcow2Bytes(work, 'big.qcow2', '256M', 128);
+  const checksum = `sha256:${sha256(data)}`;
+  t.equal((await call(kilnd.socket, 'POST', '/v1/images', { url: server.add('/big.qcow2', { data }), checksum })).status, 200);
+  const slowTarget = `${work}/slow.qcow2`;
+  let slowDone = false;
+  const slow = call(kilnd.socket, 'POST', '/v1/disks', { target: slowTarget, image: checksum, mode: 'flat' }).finally(() => (slowDone = true));
+  const holders = async () => ((await call(kilnd.socket, 'GET', `/v1/images/${checksum}`)).json as { inUseBy: string[] }).inUseBy;
+  while (!(await holders()).includes(`disk:${slowTarget}`) && !slowDone) await new Promise((r) => setTimeout(r, 20));
+  const quick = await call(kilnd.socket, 'POST', '/v1/disks', { target: `${work}/quick.qcow2`, image: checksum, mode: 'overlay' });
+  t.equal(quick.status, 201, quick.text.slice(0, 200));
+  const during = await holders();
+  t.notOk(slowDone, 'the flat copy was still running when the overlay was made');
+  t.ok(during.includes(`disk:${slowTarget}`), `the copy in flight kept its reference (${during.join(', ')})`);
+  t.equal((await slow).status, 201);
+  t.same(await holders(), [`disk:${work}/quick.qcow2`], 'the finished flat copy released it; the overlay holds one');
+  t.same(await consistencyProblems(kilnd, { diskDirs: [work] }), []);
+});
