@@ -59,6 +59,14 @@ export async function wireServices(config: KilnConfig, log: Logger): Promise<{ s
       cache: () => images.stats(),
       instances: () => instances.count(),
     });
+    // Cache size for /metrics: the registry renders synchronously, so a timer keeps it current.
+    let cacheStats = await images.stats().catch(() => ({ count: 0, bytes: 0 }));
+    metrics.gauge('kiln_cache_bytes', 'Bytes of images in the cache', () => [[{}, cacheStats.bytes]]);
+    metrics.gauge('kiln_cache_images', 'Images in the cache', () => [[{}, cacheStats.count]]);
+    const statsTimer = setInterval(() => {
+      images.stats().then((s) => (cacheStats = s), () => undefined);
+    }, 10_000).unref();
+    closers.push(() => clearInterval(statsTimer));
     const standaloneDisks = new StandaloneDisks({ images, disks, config, log });
     // A kill during `kiln disk create` leaves a reference and a part file: drop both now.
     await standaloneDisks.dropStaleReferences().catch((e: unknown) => log.warn({ err: e }, 'could not check standalone disk references'));
