@@ -20,8 +20,7 @@ import { PortAllocator, type PortProbe } from './ports.js';
 import {
   instanceDir, listInstanceDirs, makeInstanceDir, readRecord, removeInstanceDir, removeTrash, writeRecord, type InstanceRecord,
 } from './record.js';
-import { fingerprint, networkText, resolveSpec, specDifferences, type ProvisionRequest } from './spec.js';
-import { checkName } from '../api/actions.js';
+import { INSTANCE_NAME, checkInstanceName as checkName, fingerprint, networkText, resolveSpec, specDifferences, type ProvisionRequest } from './spec.js';
 
 export type ServiceConfig = Pick<KilnConfig,
   'defaultMemory' | 'defaultVcpus' | 'defaultNetwork' | 'diskMode' | 'flatFormat' | 'diskConcurrency' | 'sshPortBase' |
@@ -501,7 +500,7 @@ export class InstanceService {
     for (const image of await deps.images.list().catch(() => [] as ImageJson[])) {
       for (const holder of image.inUseBy) {
         // Only instance holders are ours to release: disk-area holders are not instance names.
-        if (!records.has(holder) && /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/.test(holder)) {
+        if (!records.has(holder) && INSTANCE_NAME.test(holder)) {
           await deps.images.release(image.digest, holder).then(() => report.released.push(`${image.digest}:${holder}`), () => undefined);
         }
       }

@@ -45,6 +45,16 @@ export interface ResolvedSpec {
   sshKeys: string[];
 }
 
+/** Instance names: DNS-label-like, safe as folder, domain and host names (the API checks the same rule). */
+export const INSTANCE_NAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+
+export function checkInstanceName(name: string): string {
+  if (!INSTANCE_NAME.test(name)) {
+    throw new KilnError('KILN_BAD_REQUEST', `instance name "${name.slice(0, 80)}" is invalid: use 1-63 lowercase letters, digits and inner hyphens`, { field: 'name' });
+  }
+  return name;
+}
+
 export const IMAGE_REF_PATTERN = /^sha256:[0-9a-f]{6,64}$/;
 const NETWORK_NAME = /^[A-Za-z0-9_.-]{1,64}$/;
 
