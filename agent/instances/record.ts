@@ -123,8 +123,16 @@ export async function removeInstanceDir(instancesRoot: string, name: string): Pr
   await rm(trash, { recursive: true, force: true });
 }
 
-/** Leftovers of removals interrupted by a crash. */
+/** Leftovers of removals and record writes interrupted by a crash (start-up only: no write is in flight). */
 export async function removeTrash(instancesRoot: string): Promise<void> {
   const entries = await readdir(instancesRoot).catch(() => [] as string[]);
-  for (const e of entries) if (e.startsWith('.removing-')) await rm(join(instancesRoot, e), { recursive: true, force: true });
+  for (const e of entries) {
+    if (e.startsWith('.removing-')) await rm(join(instancesRoot, e), { recursive: true, force: true });
+    else if (!e.startsWith('.')) {
+      // A record write cut short leaves its temp file (see writeRecord) beside record.json.
+      for (const f of await readdir(join(instancesRoot, e)).catch(() => [] as string[])) {
+        if (f.startsWith(`.tmp-${RECORD_FILE}-`)) await unlink(join(instancesRoot, e, f)).catch(() => undefined);
+      }
+    }
+  }
 }
