@@ -240,7 +240,9 @@ export class InstanceService {
     } catch (error) {
       const err = toKilnError(error);
       this.log.warn({ name, code: err.code, err: error }, 'provisioning failed; rolling back');
-      await this.teardown(record, 'rollback');
+      // The caller hears about the original failure; a rollback that could not finish leaves the
+      // 'provisioning' record, which the next provisioning of this name or reconcile cleans up.
+      await this.teardown(record, 'rollback').catch((e) => this.log.error({ name, err: e }, 'rollback incomplete'));
       throw err;
     } finally {
       if (sshPort !== undefined) this.ports.release(sshPort);

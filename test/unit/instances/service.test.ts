@@ -120,6 +120,20 @@ for (const [what, inject, code] of FAILURES) {
   });
 }
 
+t.test('a rollback that cannot finish keeps the original error and is completed later', async (t) => {
+  const r = rig(t);
+  r.hv.failOnce('start', new KilnError('KILN_LIBVIRT', 'cannot start'));
+  r.hv.failOnce('destroy', new KilnError('KILN_LIBVIRT', 'connection lost'));
+  const err = await r.service.provision(req('sticky')).catch((e: KilnError) => e);
+  t.equal((err as KilnError).code, 'KILN_LIBVIRT');
+  t.equal((err as KilnError).message, 'cannot start', 'the caller sees the original failure');
+  t.equal((await readRecord(r.dir, 'sticky'))?.phase, 'provisioning', 'the record stays for a later clean-up');
+  const again = await r.service.provision(req('sticky'));
+  t.equal(again.created, true, 'the next provisioning cleans up and succeeds');
+  t.equal(r.hv.domains.size, 1);
+  t.same(r.images.holders(), ['sticky']);
+});
+
 t.test('a failing ssh wait rolls back; a working one targets the forwarded port with kiln\'s key', async (t) => {
   const r = rig(t);
   await r.service.provision(req('ssh-ok', { wait: 'ssh', sshUser: 'debian' }));
