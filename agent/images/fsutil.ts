@@ -4,7 +4,7 @@
 // Must not: know the cache layout or image semantics.
 import { randomBytes } from 'node:crypto';
 import { constants, statfsSync } from 'node:fs';
-import { open, rename, rm, statfs, unlink } from 'node:fs/promises';
+import { open, rename, rm, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 
 /** fsync a folder so a rename or create inside it survives a power loss. */
@@ -46,13 +46,10 @@ export async function atomicWriteJson(path: string, value: unknown): Promise<voi
   await atomicWrite(path, JSON.stringify(value, null, 2) + '\n');
 }
 
-/** Bytes available to an unprivileged writer on the filesystem holding `path`. */
-export async function freeBytes(path: string): Promise<number> {
-  const s = await statfs(path);
-  return s.bavail * s.bsize;
-}
-
-/** The same, synchronously (one statfs call): for checks that must not yield to the event loop. */
+/**
+ * Bytes available to an unprivileged writer on the filesystem holding `path`. Synchronous (one
+ * statfs call) on purpose: the download checks it between headers and body without yielding.
+ */
 export function freeBytesSync(path: string): number {
   const s = statfsSync(path);
   return s.bavail * s.bsize;
