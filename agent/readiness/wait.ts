@@ -25,7 +25,13 @@ export interface CloudInitDone {
   detail: string;
   /** The guest's host key, "TYPE BASE64": the known one, or the one accepted on first use. */
   hostKey: string;
+  /** The user that logged in: the one asked for, or the image's default user root was sent to. */
+  username: string;
 }
+
+// cloud-init's disable_root (the default) answers a root login with this and exit 142; the
+// keys kiln injected sit with the image's default user, whose name the message gives.
+const LOGIN_AS_OTHER_USER = /Please login as the user "([a-z_][a-z0-9_-]{0,31})" rather than the user "root"/;
 
 const CONSOLE_TAIL_CHARS = 4000;
 
@@ -40,6 +46,7 @@ export async function waitForCloudInit(t: SshTarget, o: WaitOptions): Promise<Cl
   // After the first successful login the host key is pinned for the rest of the wait: a guest
   // that answers with another key later is not the one we talked to.
   let pinned = t.knownHostKey;
+  let username = t.username;
 
   const tail = async (): Promise<string> => {
     if (!o.consoleTail) return '';
@@ -57,17 +64,23 @@ export async function waitForCloudInit(t: SshTarget, o: WaitOptions): Promise<Cl
     if (remaining <= 0) break;
     attempts++;
     try {
-      const r = await execOnce({ ...t, ...(pinned !== undefined ? { knownHostKey: pinned } : {}) }, CLOUD_INIT_STATUS_COMMAND, {
+      const r = await execOnce({ ...t, username, ...(pinned !== undefined ? { knownHostKey: pinned } : {}) }, CLOUD_INIT_STATUS_COMMAND, {
         timeoutMs: remaining,
         connectTimeoutMs: Math.min(60_000, remaining),
         ...(o.signal ? { signal: o.signal } : {}),
       });
       pinned ??= r.hostKey;
+      const redirect = username === 'root' ? LOGIN_AS_OTHER_USER.exec(r.stdout + r.stderr) : null;
+      if (redirect) {
+        log.info({ from: username, to: redirect[1] }, 'the guest sends root to its default user; logging in as that user');
+        username = redirect[1]!;
+        continue;
+      }
       const verdict = parseCloudInitStatus(r.stdout, r.stderr, r.code);
       const elapsedMs = Date.now() - started;
       if (verdict.kind === 'done') {
         log.info({ host: t.host, port: t.port, elapsedMs, attempts, detail: verdict.detail }, 'cloud-init done');
-        return { status: 'done', detail: verdict.detail, hostKey: r.hostKey };
+        return { status: 'done', detail: verdict.detail, hostKey: r.hostKey, username };
       }
       if (verdict.kind === 'error' || verdict.kind === 'missing') {
         const consoleTail = await tail();

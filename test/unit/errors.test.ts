@@ -5,7 +5,7 @@ import { ERROR_CODES, KilnError, fromWire, toKilnError } from '../../agent/error
 t.test('every code has a unique exit status and a valid HTTP status', async (t) => {
   const exits = Object.values(ERROR_CODES).map((c) => c.exit);
   t.equal(new Set(exits).size, exits.length, 'exit codes are unique');
-  t.notOk(exits.includes(0), 'no error exits 0');
+  t.notOk((exits as number[]).includes(0), 'no error exits 0');
   for (const [code, spec] of Object.entries(ERROR_CODES)) {
     t.match(code, /^KILN_[A-Z_]+$/);
     t.ok(spec.http >= 400 && spec.http < 600, `${code} http ${spec.http}`);
