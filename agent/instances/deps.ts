@@ -97,7 +97,7 @@ export interface SshTargetLike {
 export type WaitForCloudInit = (
   t: SshTargetLike,
   o: { timeoutMs: number; log: import('../log.js').Logger; consoleTail?: () => Promise<string> },
-) => Promise<{ status: 'done'; detail: string; hostKey: string }>;
+) => Promise<{ status: 'done'; detail: string; hostKey: string; username?: string }>;
 
 /** kiln's own SSH key pair (agent/readiness AgentKeys), injected into every seed. */
 export interface AgentKeysLike {

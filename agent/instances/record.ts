@@ -33,6 +33,8 @@ export interface InstanceRecord {
   /** The domain as defined, so reconcile can define it again if libvirt lost it. */
   domain: DomainSpecLike | null;
   ssh: { host: string; port: number } | null;
+  /** The guest's host key from --wait ssh ("TYPE BASE64"). */
+  sshHostKey?: string;
   /** Last state seen from the hypervisor. */
   state: string;
   ready: boolean;

@@ -56,6 +56,10 @@ export interface InstanceDetailJson extends InstanceJson {
   network: string;
   /** provisioning | ready | removing */
   phase: string;
+  /** The guest user kiln logs in as (null when no SSH endpoint is known). */
+  sshUser: string | null;
+  /** The guest's SSH host key "TYPE BASE64", as seen by --wait ssh (null before). */
+  sshHostKey: string | null;
 }
 
 export interface ProvisionResult {
@@ -268,10 +272,14 @@ export class InstanceService {
       const text = await readFile(record.domain!.consoleLogPath, 'utf8').catch(() => '');
       return text.slice(-4000);
     };
-    await deps.waitForCloudInit(
+    const done = await deps.waitForCloudInit(
       { host: target.host, port: target.port, username: record.sshUser, privateKey: deps.agentKeys.privateKey },
       { timeoutMs: deps.config.readyTimeout, log: this.log, consoleTail },
     );
+    // The guest's host key as first seen (readiness pins it for the rest of the wait), and the
+    // user that worked (readiness follows "Please login as the user X" from root).
+    record.sshHostKey = done.hostKey;
+    if (done.username) record.sshUser = done.username;
   }
 
   private async sshTarget(record: InstanceRecord): Promise<{ host: string; port: number }> {
@@ -453,6 +461,8 @@ export class InstanceService {
       uuid: r.uuid,
       network: networkText(r.spec.network),
       phase: r.phase,
+      sshUser: r.ssh || r.wait === 'ssh' ? r.sshUser : null,
+      sshHostKey: r.sshHostKey ?? null,
     };
   }
 

@@ -15,7 +15,7 @@ export function instanceGroup(program: Command): Command {
   );
 }
 
-type Shown = InstanceJson & { network?: string; uuid?: string };
+type Shown = InstanceJson & { network?: string; uuid?: string; sshUser?: string | null; sshHostKey?: string | null };
 
 export function renderInstance(i: Shown): string {
   const disk = i.disk.device ?? i.disk.path ?? '-';
@@ -30,6 +30,8 @@ export function renderInstance(i: Shown): string {
     ['vcpus', i.vcpus],
     ['network', i.network],
     ['ssh', i.ssh ? `${i.ssh.host}:${i.ssh.port}` : '-'],
+    ['ssh user', i.sshUser],
+    ['ssh host key', i.sshHostKey],
     ['addresses', i.addresses.length ? i.addresses.join(', ') : '-'],
     ['console', i.console],
     ['created', i.createdAt],

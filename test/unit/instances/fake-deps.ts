@@ -202,7 +202,8 @@ export function rig(t: Test, config: Partial<ServiceConfig> = {}): Rig {
     domainType: () => 'qemu',
     waitForCloudInit: async (target) => {
       waits.push({ host: target.host, port: target.port, username: target.username });
-      return { status: 'done', detail: 'status: done', hostKey: 'ssh-ed25519 AAAA' };
+      // Like readiness: root is redirected to the image's default user.
+      return { status: 'done', detail: 'status: done', hostKey: 'ssh-ed25519 AAAA', username: target.username === 'root' ? 'debian' : target.username };
     },
     agentKeys: { publicKey: 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKILNKILNKILN kiln-agent', privateKey: Buffer.from('private') },
     kilnVersion: '0.0.0-test',

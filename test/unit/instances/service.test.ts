@@ -136,8 +136,13 @@ t.test('a rollback that cannot finish keeps the original error and is completed 
 
 t.test('a failing ssh wait rolls back; a working one targets the forwarded port with kiln\'s key', async (t) => {
   const r = rig(t);
-  await r.service.provision(req('ssh-ok', { wait: 'ssh', sshUser: 'debian' }));
-  t.same(r.waits, [{ host: '127.0.0.1', port: 40200, username: 'debian' }]);
+  const ok = await r.service.provision(req('ssh-ok', { wait: 'ssh', sshUser: 'admin' }));
+  t.same(r.waits, [{ host: '127.0.0.1', port: 40200, username: 'admin' }]);
+  t.equal(ok.instance.sshHostKey, 'ssh-ed25519 AAAA', 'the host key seen is recorded');
+  t.equal(ok.instance.sshUser, 'admin');
+  const redirected = await r.service.provision(req('ssh-root', { wait: 'ssh' }));
+  t.equal(redirected.instance.sshUser, 'debian', 'the user readiness ended up with is recorded');
+  t.equal((await r.service.show('ssh-root')).sshUser, 'debian', 'and kept in the record');
   r.deps.waitForCloudInit = async () => {
     throw new KilnError('KILN_TIMEOUT', 'cloud-init did not finish', { consoleTail: '...' });
   };
