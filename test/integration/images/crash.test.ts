@@ -100,8 +100,11 @@ t.test('kill -9 mid-download, restart: consistent, then resumed from the durable
   const resumeReq = server.requests.filter((q) => q.path === '/crash-big.img').at(-1)!;
   t.match(resumeReq.range, /^bytes=\d+-$/, 'resumed with a Range');
   const from = Number(/bytes=(\d+)-/.exec(resumeReq.range ?? '')?.[1]);
-  t.ok(from >= 64 * MiB, `resumed from ${from} bytes (>= 64 MiB made durable)`);
-  t.ok(server.bytesSent('/crash-big.img') - sentBefore <= size - 64 * MiB + MiB, 'only the rest was transferred');
+  // The first fdatasync comes after 64 MiB were written; what it covers is the prefix below the
+  // oldest write still in flight then (at most 8 MiB are in flight).
+  const durable = 64 * MiB - 8 * MiB;
+  t.ok(from >= durable, `resumed from ${from} bytes (>= ${durable} made durable)`);
+  t.ok(server.bytesSent('/crash-big.img') - sentBefore <= size - durable + MiB, 'only the rest was transferred');
   assertConsistent(t, restarted.layout);
   t.same(readdirSync(restarted.layout.tmp), []);
 });
