@@ -79,3 +79,14 @@ t.test('config-2 seed on a virtio disk: reads uuid, stays up, powers off on the 
   await g.waitForConsole(/kiln-poweroff/, 60_000);
   t.equal(await g.exited, 0, 'powered off by the ACPI button');
 });
+
+t.test('no seed at all: says so and powers off', async (t) => {
+  const dir = join(tmp, 'noseed');
+  mkdirSync(dir);
+  const g = bootQemu({ dir, disk: { path: overlay('noseed', raw, 'raw'), format: 'qcow2' } });
+  t.teardown(() => g.kill());
+  const text = await g.waitForConsole(/kiln-poweroff/, 240_000);
+  t.match(text, /^kiln-seed none\r?$/m);
+  t.notMatch(text, /kiln-seed instance-id/);
+  t.equal(await g.exited, 0, 'powered off');
+});
