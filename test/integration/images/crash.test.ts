@@ -21,7 +21,7 @@ t.before(async () => {
 t.teardown(() => server.close());
 
 /** Runs the child fetch and kill -9s it when `when` says so; resolves with the last events seen. */
-function runAndKill(stateDir: string, url: string, checksum: string, when: (e: { step: string; done?: number }) => boolean, extraDelayMs = 0, overrides: Record<string, unknown> = {}): Promise<{ killed: boolean; events: Array<{ step: string; done?: number }> }> {
+function runAndKill(stateDir: string, url: string, checksum: string, when: (e: { step: string; done?: number }) => boolean, extraDelayMs = 0, overrides: Record<string, unknown> = {}, poll?: () => boolean): Promise<{ killed: boolean; events: Array<{ step: string; done?: number }> }> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [...process.execArgv, CHILD, stateDir, url, checksum, JSON.stringify(overrides)], {
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -52,8 +52,17 @@ function runAndKill(stateDir: string, url: string, checksum: string, when: (e: {
         }
       }
     });
+    const poller = poll
+      ? setInterval(() => {
+          if (!killing && poll()) {
+            killing = true;
+            child.kill('SIGKILL');
+          }
+        }, 50)
+      : undefined;
     child.on('error', reject);
     child.on('exit', (code, signal) => {
+      if (poller) clearInterval(poller);
       if (signal === 'SIGKILL') resolve({ killed: true, events });
       else if (code === 0) resolve({ killed: false, events });
       else reject(new Error(`child exited ${code}: ${err.slice(-2000)}`));
@@ -82,8 +91,20 @@ t.test('kill -9 mid-download, restart: consistent, then resumed from the durable
   const checksum = `sha256:${sha256(data)}`;
   const env = await makeCache(t);
   await env.cache.close();
-  // The server stalls at 72 MiB; the child waits (long stall timeout) with >= 64 MiB made durable.
-  const r = await runAndKill(env.layout.root, url, checksum, (e) => e.step === 'fetch' && (e.done ?? 0) >= 66 * MiB, 1500, { fetchStallTimeout: 60_000 });
+  // The server stalls at 72 MiB (the child waits: long stall timeout); the child is killed as
+  // soon as its state record says a prefix was made durable.
+  const durableNow = () => {
+    for (const n of readdirSync(env.layout.tmp)) {
+      if (!n.endsWith('.part.json')) continue;
+      try {
+        if ((JSON.parse(readFileSync(join(env.layout.tmp, n), 'utf8')) as { durableBytes?: number }).durableBytes! > 0) return true;
+      } catch {
+        /* being replaced */
+      }
+    }
+    return false;
+  };
+  const r = await runAndKill(env.layout.root, url, checksum, () => false, 0, { fetchStallTimeout: 60_000 }, durableNow);
   t.ok(r.killed, 'the child was killed mid-download');
 
   const restarted = await makeCache(t, {}, { dir: env.dir });
