@@ -15,8 +15,9 @@ const NAME = `rel-lvd-${process.pid}`;
 const MiB = 1024 * 1024;
 
 const virsh = (...args: string[]) => spawnSync('virsh', ['-c', URI, ...args], { encoding: 'utf8', timeout: 30_000 });
+// The host's daemon runs as root; a private one of another test (domains/reconnect) runs as nobody.
 const libvirtdPid = () => {
-  const r = spawnSync('pgrep', ['-x', 'libvirtd'], { encoding: 'utf8' });
+  const r = spawnSync('pgrep', ['-x', '-u', 'root', 'libvirtd'], { encoding: 'utf8' });
   return r.status === 0 ? Number(r.stdout.trim().split('\n')[0]) : undefined;
 };
 const qemuPid = (name: string) => {
