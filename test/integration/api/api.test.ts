@@ -244,6 +244,28 @@ t.test('the other areas answer over the same socket', async (t) => {
   t.notOk(prune.json.removed.includes(fetched.json.digest), 'an image a disk backs onto is not pruned');
 });
 
+t.test('daemon-level codes: a second kilnd on the same state is KILN_LOCKED, bad config KILN_CONFIG', async (t) => {
+  const { spawn } = await import('node:child_process');
+  const { KILND } = await import('./harness.js');
+  const { ERROR_CODES } = await import('../../../agent/errors.js');
+  const run = (args: string[]) => new Promise<{ code: number | null; stderr: string }>((resolve) => {
+    const p = spawn(process.execPath, [KILND, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    p.stderr.on('data', (d: Buffer) => (stderr += d));
+    p.on('close', (code) => resolve({ code, stderr }));
+  });
+  const second = await run(['--state-dir', kilnd.stateDir, '--socket', `${kilnd.socket}.2`, '--libvirt-uri', 'test:///default']);
+  t.equal(second.code, ERROR_CODES.KILN_LOCKED.exit);
+  t.match(second.stderr, /"code":"KILN_LOCKED"/);
+  const sameSocket = await run(['--state-dir', join(tempDir(t, 'kiln-other-'), 'state'), '--socket', kilnd.socket, '--libvirt-uri', 'test:///default']);
+  t.equal(sameSocket.code, ERROR_CODES.KILN_LOCKED.exit, 'a live socket is never stolen');
+  const badConfig = await run(['--disk-concurrency', '0']);
+  t.equal(badConfig.code, ERROR_CODES.KILN_CONFIG.exit);
+  t.match(badConfig.stderr, /"code":"KILN_CONFIG"/);
+  const health = await api('GET', '/v1/health').catch((e: Error) => ({ status: 0, text: `${e.message}\n${kilnd.log().slice(-3000)}` }));
+  t.equal(health.status, 200, `the first kilnd is unaffected ${health.status === 200 ? '' : health.text}`);
+});
+
 t.test('errors are counted by code in /metrics', async (t) => {
   const m = (await api('GET', '/metrics')).text;
   t.match(m, /kiln_api_errors_total\{code="KILN_CONFLICT"\} \d+/);

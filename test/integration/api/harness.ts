@@ -4,7 +4,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createReadStream, existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { createServer, request, type IncomingHttpHeaders, type Server } from 'node:http';
+import { Agent, createServer, request, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
@@ -70,12 +70,16 @@ export interface HttpReply {
   json: any;
 }
 
+// Keep-alive (so kilnd drains a refused body instead of the client hitting EPIPE), but no idle
+// sockets kept: reusing one just as the server's keep-alive timeout closes it races.
+const oneShot = new Agent({ keepAlive: true, maxFreeSockets: 0 });
+
 /** One HTTP request over the unix socket; `raw` sends the body bytes as they are. */
 export function call(socket: string, method: string, path: string, body?: unknown, o: { raw?: Buffer | string; headers?: Record<string, string> } = {}): Promise<HttpReply> {
   const payload = o.raw !== undefined ? Buffer.from(o.raw) : body === undefined ? undefined : Buffer.from(JSON.stringify(body));
   return new Promise((resolve, reject) => {
     const req = request({
-      socketPath: socket, method, path,
+      socketPath: socket, method, path, agent: oneShot,
       headers: { ...(payload ? { 'content-type': 'application/json', 'content-length': String(payload.length) } : {}), ...o.headers },
     }, (res) => {
       const chunks: Buffer[] = [];
