@@ -45,7 +45,7 @@ t.test('root is redirected to the default user, which then reports cloud-init do
   ].join('\n'));
   sshd.script('cloud-init', `[ "$(id -un)" = "${USER}" ] || { echo "wrong user $(id -un)" >&2; exit 9; }\nprintf 'status: done\\ndetail:\\nDataSourceNoCloud [seed=/dev/sr0]\\n'`);
   await sshd.start();
-  const r = await waitForCloudInit({ host: '127.0.0.1', port: sshd.port, username: 'root', privateKey: keys.privateKey }, { timeoutMs: 30_000, log: silentLogger() });
+  const r = await waitForCloudInit({ host: '127.0.0.1', port: sshd.port, username: 'root', privateKey: keys.privateKey }, { timeoutMs: 120_000, log: silentLogger() });
   t.equal(r.status, 'done');
   t.equal(r.username, USER, 'logged in as the default user the guest named');
   t.match(r.detail, /DataSourceNoCloud/);
