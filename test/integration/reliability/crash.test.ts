@@ -1,6 +1,7 @@
 // Crash: a real kilnd (test:///default) is killed with SIGKILL at seeded random moments during
 // image fetches (a throttled fault-server widens the window), instance provisioning (fetch, disk,
-// seed, define, start), instance removal and standalone disk creation; then restarted on the same
+// seed, define, start: at a random time, or as a randomly chosen step starts), instance removal
+// and standalone disk creation; then restarted on the same
 // state dir. After every restart: every invariant of helpers.ts consistencyProblems holds (no
 // partial file in the cache, index equals files, no orphan disk, seed or domain record, records
 // and libvirt agree after reconcile), the request that was in flight either completed or left
@@ -33,7 +34,7 @@ interface Outcome {
 }
 
 /** A request whose NDJSON progress is followed as it streams, so the test knows the step the kill hit. */
-function streamCall(socket: string, method: string, path: string, body?: unknown): Promise<Outcome> {
+function streamCall(socket: string, method: string, path: string, body?: unknown, onStep?: (step: string) => void): Promise<Outcome> {
   const started = performance.now();
   const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
   return new Promise((resolve) => {
@@ -61,7 +62,10 @@ function streamCall(socket: string, method: string, path: string, body?: unknown
           } catch {
             continue;
           }
-          if (last?.type === 'progress') lastStep = last.step;
+          if (last?.type === 'progress') {
+            lastStep = last.step;
+            onStep?.(last.step);
+          }
         }
       });
       res.on('end', () => {
@@ -86,8 +90,10 @@ function streamCall(socket: string, method: string, path: string, body?: unknown
   });
 }
 
-type Kind = 'fetch' | 'provision-fetch' | 'provision-cached' | 'remove' | 'disk';
-const KINDS: Kind[] = ['fetch', 'provision-fetch', 'provision-cached', 'remove', 'disk'];
+type Kind = 'fetch' | 'provision-fetch' | 'provision-cached' | 'provision-step' | 'remove' | 'disk';
+const KINDS: Kind[] = ['fetch', 'provision-fetch', 'provision-cached', 'provision-step', 'remove', 'disk'];
+/** provision-step kills as a chosen provisioning step starts (plus a few ms), so short steps get hit too. */
+const STEPS = ['image', 'disk', 'seed', 'define', 'start', 'wait'];
 
 t.test(`${TRIALS} SIGKILLs at random points, each followed by restart, checks and a retry (seed ${SEED})`, async (t) => {
   // About 2-3 s a trial on an idle 2-core host (a kilnd start is most of it); more on a busy one.
@@ -144,7 +150,8 @@ t.test(`${TRIALS} SIGKILLs at random points, each followed by restart, checks an
         };
       }
       case 'provision-fetch':
-      case 'provision-cached': {
+      case 'provision-cached':
+      case 'provision-step': {
         const name = `c${n}`;
         const image = kind === 'provision-fetch' ? freshQcow2(n) : { url: dataDigest, checksum: undefined };
         const body = { name, image: image.url, ...(image.checksum ? { checksum: image.checksum } : {}), memory: 128 * MiB, ...(kind === 'provision-cached' ? { diskMode: 'flat' } : {}) };
@@ -195,15 +202,22 @@ t.test(`${TRIALS} SIGKILLs at random points, each followed by restart, checks an
 
   for (let n = 0; n < TRIALS; n++) {
     const kind = KINDS[Math.floor(random() * KINDS.length)]!;
-    const delay = Math.round(random() * 1.1 * estimate.get(kind)!);
+    const target = kind === 'provision-step' ? STEPS[Math.floor(random() * STEPS.length)]! : undefined;
+    const jitter = Math.round(random() * 15);
+    // provision-step: the step's start is the trigger; the time is only a fallback.
+    const delay = Math.round(random() * 1.1 * estimate.get(kind)!) + (target ? 10 * estimate.get(kind)! : 0);
     const op = await makeOp(kind, n);
-    const inflight = streamCall(k.socket, op.method, op.path, op.body);
-    await sleep(delay);
+    let reached: () => void = () => undefined;
+    const stepReached = new Promise<void>((r) => (reached = r));
+    const inflight = streamCall(k.socket, op.method, op.path, op.body, (step) => {
+      if (step === target) setTimeout(reached, jitter);
+    });
+    await Promise.race([sleep(delay), stepReached]);
     await killHard(k);
     const outcome = await inflight;
     k = await startKilnd(t, { dir: kdir });
 
-    const label = `trial ${n} ${kind}: killed at ${delay} ms${outcome.lastStep ? ` after step "${outcome.lastStep}"` : ''}`;
+    const label = `trial ${n} ${kind}: killed ${target ? `as step "${target}" started (+${jitter} ms)` : `at ${delay} ms`}${outcome.lastStep ? `, last progress "${outcome.lastStep}"` : ''}`;
     t.same(await consistencyProblems(k, { diskDirs: [diskDir] }), [], `${label}: consistent after restart`);
     const existed = await op.exists();
     if (!outcome.cut) {
@@ -237,8 +251,8 @@ t.test(`${TRIALS} SIGKILLs at random points, each followed by restart, checks an
   }
   t.comment(`kill points: ${[...tally.byKind].map(([kind, steps]) => `${kind}: ${steps.join(' | ')}`).join('; ')}`);
   t.ok(tally.cutMidway >= TRIALS / 2, `most kills hit a request in flight (${tally.cutMidway} of ${TRIALS})`);
-  const provisionSteps = new Set([...(tally.byKind.get('provision-fetch') ?? []), ...(tally.byKind.get('provision-cached') ?? [])]);
-  t.ok(provisionSteps.size >= 3, `provisioning was cut at several different steps (${[...provisionSteps].join(', ')})`);
+  const provisionSteps = new Set(['provision-fetch', 'provision-cached', 'provision-step'].flatMap((kind) => tally.byKind.get(kind) ?? []));
+  t.ok(provisionSteps.size >= 4, `provisioning was cut at several different steps (${[...provisionSteps].join(', ')})`);
   t.same(readdirSync(join(k.stateDir, 'quarantine')), [], 'nothing was ever quarantined');
 });
 
