@@ -6,9 +6,10 @@
 // connection. The restart is kept short: other users of the host's libvirtd see a blip only.
 import t from 'tap';
 import { execFileSync, spawnSync } from 'node:child_process';
+import { request } from 'node:http';
 import { join } from 'node:path';
 import { ROOT } from '../../fixtures/kilnd.js';
-import { call, qcow2Bytes, sha256, sleep, startFaultServer, startKilnd, tempDir } from './helpers.js';
+import { call, consistencyProblems, killHard, qcow2Bytes, sha256, sleep, startFaultServer, startKilnd, tempDir } from './helpers.js';
 
 const URI = 'qemu:///system';
 const NAME = `rel-lvd-${process.pid}`;
@@ -95,4 +96,46 @@ t.test('libvirtd is killed and started again: kilnd reconnects and keeps its ins
   const removed = await api('DELETE', `/v1/instances/${NAME}`);
   t.equal(removed.status, 200, removed.text.slice(0, 300));
   t.not(virsh('domstate', NAME).status, 0, 'the domain is gone from libvirt');
+});
+
+t.test('kilnd killed mid-provisioning on qemu:///system: the restart removes the half-made domain', async (t) => {
+  // On test:///default a kill takes the domains with it; a real libvirtd keeps them, so this is
+  // where "no orphan domain after a crash" is shown.
+  const name = `${NAME}-x`;
+  t.teardown(() => {
+    virsh('destroy', name);
+    virsh('undefine', name, '--nvram');
+  });
+  const server = await startFaultServer();
+  t.teardown(() => server.close());
+  const work = tempDir(t, 'kiln-rel-lvdx-');
+  const image = qcow2Bytes(work, 'tiny.qcow2', '64M');
+  const url = server.add('/tiny.qcow2', { data: image });
+  const dir = tempDir(t, 'kiln-rel-lvdxd-');
+  let kilnd = await startKilnd(t, { dir, args: ['--libvirt-uri', URI] });
+  const body = Buffer.from(JSON.stringify({ name, image: url, checksum: `sha256:${sha256(image)}`, memory: 128 * MiB }));
+  // Killed the moment the start step begins: the domain is defined, the record says provisioning.
+  const cut = await new Promise<string>((resolve) => {
+    const req = request({ socketPath: kilnd.socket, method: 'POST', path: '/v1/instances', headers: { accept: 'application/x-ndjson', 'content-type': 'application/json', 'content-length': String(body.length) } }, (res) => {
+      res.on('data', (c: Buffer) => {
+        if (c.toString().includes('"step":"start"')) void killHard(kilnd).then(() => resolve('killed at start'));
+      });
+      res.on('end', () => resolve('answered'));
+      res.on('error', () => undefined);
+    });
+    req.on('error', () => undefined);
+    req.end(body);
+  });
+  t.equal(cut, 'killed at start');
+  t.equal(virsh('domstate', name).status, 0, 'the domain kilnd defined outlives it in libvirtd');
+
+  kilnd = await startKilnd(t, { dir, args: ['--libvirt-uri', URI] });
+  t.not(virsh('domstate', name).status, 0, 'reconcile removed the half-made domain');
+  t.same((await call(kilnd.socket, 'GET', '/v1/instances')).json, [], 'and the instance');
+  t.same(await consistencyProblems(kilnd), [], 'consistent');
+  const retry = await call(kilnd.socket, 'POST', '/v1/instances', { name, image: url, checksum: `sha256:${sha256(image)}`, memory: 128 * MiB });
+  t.equal(retry.status, 201, retry.text.slice(0, 300));
+  t.match(virsh('domstate', name).stdout, /running/, 'the retry made it');
+  t.equal((await call(kilnd.socket, 'DELETE', `/v1/instances/${name}`)).status, 200);
+  t.not(virsh('domstate', name).status, 0, 'removed');
 });
