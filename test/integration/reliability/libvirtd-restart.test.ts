@@ -4,6 +4,8 @@
 // and starts it again: kilnd keeps serving while it is gone, reconnects by itself, and its view
 // of the instance stays right (running, the same qemu process); lifecycle calls work on the new
 // connection. The restart is kept short: other users of the host's libvirtd see a blip only.
+// A second case kills kilnd itself mid-provisioning (domain defined, not yet started): on a real
+// libvirtd the domain outlives kilnd, and the restart's reconcile must remove it.
 import t from 'tap';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { request } from 'node:http';
