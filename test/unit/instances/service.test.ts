@@ -84,10 +84,12 @@ t.test('concurrent creates of one name make one instance', async (t) => {
 
 t.test('disk-heavy steps are bounded by diskConcurrency', async (t) => {
   const r = rig(t, { diskConcurrency: 2 });
-  r.disks.delayMs = 30;
+  // Long enough that the five provisionings' disk steps overlap even on a loaded machine.
+  r.disks.delayMs = 250;
   const results = await Promise.all(['a', 'b', 'c', 'd', 'e'].map((n) => r.service.provision(req(n))));
   t.equal(results.length, 5);
-  t.equal(r.service.diskPeak, 2, 'at most (and here exactly) 2 disks at once');
+  t.ok(r.service.diskPeak <= 2, `never more than 2 disks at once (peak ${r.service.diskPeak})`);
+  t.equal(r.service.diskPeak, 2, 'the bound is used');
   const ports = results.map((x) => x.instance.ssh!.port);
   t.equal(new Set(ports).size, 5, 'each user-mode instance got its own SSH port');
 });
