@@ -69,7 +69,7 @@ t.test('systemd-analyze security --offline=true: exposure <= 4.0 "OK", as the RE
   const score = Number(m![1]);
   t.ok(score <= 4.0, `exposure ${score} <= 4.0`);
   t.equal(m![2], 'OK');
-  const doc = readFileSync(join(repo, 'docs/readme/service.md'), 'utf8');
+  const doc = readFileSync(join(repo, 'README.md'), 'utf8');
   t.match(doc, new RegExp(`exposure level for kilnd\\.service: ${m![1].replace('.', '\\.')} OK`), 'the README section states the measured score');
 });
 

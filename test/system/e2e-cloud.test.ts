@@ -37,10 +37,10 @@ let kilnd: KilndHandle;
 
 t.teardown(async () => {
   try {
-    execFileSync('virsh', ['-c', 'qemu:///system', 'destroy', 'e2e-cloud'], { stdio: 'ignore' });
+    execFileSync('virsh', ['-c', 'qemu:///system', 'destroy', 'e2e-cloud'], { stdio: 'ignore', timeout: 30_000 });
   } catch { /* not running */ }
   try {
-    execFileSync('virsh', ['-c', 'qemu:///system', 'undefine', 'e2e-cloud'], { stdio: 'ignore' });
+    execFileSync('virsh', ['-c', 'qemu:///system', 'undefine', 'e2e-cloud'], { stdio: 'ignore', timeout: 30_000 });
   } catch { /* gone */ }
   await kilnd?.stop();
   if (kilnd) removeDir(kilnd.dir);

@@ -38,7 +38,7 @@ async function waitFor<T>(what: string, fn: () => Promise<T | undefined> | T | u
   }
 }
 
-const virshNames = () => execFileSync('virsh', ['-c', 'qemu:///system', 'list', '--all', '--name'], { encoding: 'utf8' }).split('\n').map((s) => s.trim()).filter(Boolean);
+const virshNames = () => execFileSync('virsh', ['-c', 'qemu:///system', 'list', '--all', '--name'], { encoding: 'utf8', timeout: 30_000 }).split('\n').map((s) => s.trim()).filter(Boolean);
 
 let kilnd: KilndHandle;
 let client: ApiClient;
@@ -55,10 +55,10 @@ t.before(async () => {
 t.teardown(async () => {
   for (const name of virshNames().filter((n) => n.startsWith('e2e-tiny-'))) {
     try {
-      execFileSync('virsh', ['-c', 'qemu:///system', 'destroy', name], { stdio: 'ignore' });
+      execFileSync('virsh', ['-c', 'qemu:///system', 'destroy', name], { stdio: 'ignore', timeout: 30_000 });
     } catch { /* not running */ }
     try {
-      execFileSync('virsh', ['-c', 'qemu:///system', 'undefine', name], { stdio: 'ignore' });
+      execFileSync('virsh', ['-c', 'qemu:///system', 'undefine', name], { stdio: 'ignore', timeout: 30_000 });
     } catch { /* gone */ }
   }
   await kilnd?.stop();

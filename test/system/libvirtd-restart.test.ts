@@ -10,8 +10,8 @@ import t from 'tap';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { request } from 'node:http';
 import { join } from 'node:path';
-import { ROOT } from '../../fixtures/kilnd.js';
-import { call, consistencyProblems, killHard, qcow2Bytes, sha256, sleep, startFaultServer, startKilnd, tempDir } from './helpers.js';
+import { ROOT } from '../fixtures/kilnd.js';
+import { call, consistencyProblems, killHard, qcow2Bytes, sha256, sleep, startFaultServer, startKilnd, tempDir } from '../integration/reliability/helpers.js';
 
 const URI = 'qemu:///system';
 const NAME = `rel-lvd-${process.pid}`;
