@@ -22,6 +22,11 @@ export class KeyedLock {
     }
   }
 
+  /** Whether `key` is held or waited for. */
+  held(key: string): boolean {
+    return this.tails.has(key);
+  }
+
   /** Keys currently held or waited for (for tests and diagnostics). */
   busy(): string[] {
     return [...this.tails.keys()];

@@ -2,28 +2,8 @@
 // (FIFO), and a counting semaphore bounding disk-heavy steps (config diskConcurrency).
 // Must not: do I/O. One kilnd owns a state dir (statedir.ts's flock), so in-process is enough.
 
-export class NameLock {
-  private readonly tails = new Map<string, Promise<void>>();
-
-  async with<T>(name: string, fn: () => Promise<T>): Promise<T> {
-    const previous = this.tails.get(name) ?? Promise.resolve();
-    let release!: () => void;
-    const mine = new Promise<void>((r) => (release = r));
-    const tail = previous.then(() => mine);
-    this.tails.set(name, tail);
-    await previous;
-    try {
-      return await fn();
-    } finally {
-      release();
-      if (this.tails.get(name) === tail) this.tails.delete(name);
-    }
-  }
-
-  held(name: string): boolean {
-    return this.tails.has(name);
-  }
-}
+/** One operation per instance name at a time: the image cache's keyed lock, keyed by name. */
+export { KeyedLock as NameLock } from '../images/locks.js';
 
 export class Semaphore {
   private active = 0;

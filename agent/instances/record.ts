@@ -2,11 +2,11 @@
 // atomic write (tmp file in the folder, fsync, rename, fsync the folder) and reading them back.
 // Must not: decide anything about provisioning; service.ts owns the phases and their meaning.
 import { randomBytes } from 'node:crypto';
-import { constants } from 'node:fs';
-import { mkdir, open, readdir, readFile, rename, rm, unlink } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { DiskJson } from '../api/protocol.js';
 import { KilnError } from '../errors.js';
+import { atomicWrite, fsyncDir } from '../images/fsutil.js';
 import type { DomainSpecLike } from './deps.js';
 import type { ResolvedSpec, WaitFor } from './spec.js';
 
@@ -48,14 +48,6 @@ export function instanceDir(instancesRoot: string, name: string): string {
   return join(instancesRoot, name);
 }
 
-async function fsyncDir(dir: string): Promise<void> {
-  const fh = await open(dir, constants.O_RDONLY | constants.O_DIRECTORY);
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}
 
 export async function makeInstanceDir(instancesRoot: string, name: string): Promise<string> {
   const dir = instanceDir(instancesRoot, name);
@@ -65,23 +57,8 @@ export async function makeInstanceDir(instancesRoot: string, name: string): Prom
 }
 
 export async function writeRecord(instancesRoot: string, record: InstanceRecord): Promise<void> {
-  const dir = instanceDir(instancesRoot, record.name);
-  const path = join(dir, RECORD_FILE);
-  const tmp = join(dir, `.tmp-${RECORD_FILE}-${randomBytes(6).toString('hex')}`);
-  const fh = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
-  try {
-    await fh.writeFile(JSON.stringify(record, null, 2) + '\n');
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  try {
-    await rename(tmp, path);
-  } catch (e) {
-    await unlink(tmp).catch(() => undefined);
-    throw e;
-  }
-  await fsyncDir(dir);
+  // The temporary file is `.tmp-record.json-*`: reconcile's trash sweep knows that name.
+  await atomicWrite(join(instanceDir(instancesRoot, record.name), RECORD_FILE), JSON.stringify(record, null, 2) + '\n');
 }
 
 /** The record of `name`, or undefined when its folder or record.json does not exist. */

@@ -6,28 +6,10 @@ import type { InstanceJson } from '../protocol.js';
 import type { AreaHandler, Progress, Reply, Route } from '../types.js';
 import { BodyReader, checkName } from '../actions.js';
 import { KilnError } from '../../errors.js';
+import type { ProvisionRequest } from '../../instances/spec.js';
 
 /** The create body: DESIGN.md's `kiln instance create` flags, files sent as their contents. */
-export interface CreateInstanceBody {
-  name: string;
-  image: string;
-  checksum?: string;
-  diskFormat?: string;
-  minDisk?: number;
-  minRam?: number;
-  diskSize?: number;
-  diskMode?: 'overlay' | 'flat';
-  bootVolume?: string;
-  memory?: number;
-  vcpus?: number;
-  userData?: string;
-  sshKey?: string;
-  networkConfig?: string;
-  seed?: 'nocloud' | 'configdrive';
-  network?: string;
-  wait?: 'running' | 'ssh';
-  sshUser?: string;
-}
+export type CreateInstanceBody = ProvisionRequest;
 
 export type InstanceAction =
   | { kind: 'instance.list' }
