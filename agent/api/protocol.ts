@@ -34,6 +34,13 @@ export interface ImageJson {
   lastUsedAt?: string;
 }
 
+/** `kiln image inspect`: the image plus a verdict of the cached file made just now. */
+export interface InspectedImageJson extends ImageJson {
+  backingChain: string[];
+  safe: boolean;
+  reasons: string[];
+}
+
 export interface DiskJson {
   path?: string;
   device?: string;

@@ -7,7 +7,7 @@
 import { createHash } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { ImageJson } from '../api/protocol.js';
+import type { ImageJson, InspectedImageJson } from '../api/protocol.js';
 import type { Progress } from '../api/types.js';
 import type { KilnConfig } from '../config/schema.js';
 import { formatSize } from '../config/units.js';
@@ -20,7 +20,7 @@ import { Hashers, formatChecksum, hashFileInto, parseChecksum, type Checksum } f
 import { Downloader, checkFetchUrl, downloaderOptionsFromConfig, type RemoteState } from './fetch.js';
 import { atomicWriteJson, freeBytesSync, removeQuiet } from './fsutil.js';
 import { KeyedLock, SingleFlight } from './locks.js';
-import { assessImage, declaredMatches, policyFromConfig, type KilnFormat } from './safety.js';
+import { assessImage, declaredMatches, imageVerdict, policyFromConfig, type KilnFormat } from './safety.js';
 import { ImageStore, META_VERSION, type ImageMeta, type RecoveryReport } from './store.js';
 
 export interface FetchRequest {
@@ -156,6 +156,13 @@ export class ImageCache {
     const meta = await this.store.readMeta(hex);
     if (!meta) throw notFound(ref);
     return this.toJson(hex, meta);
+  }
+
+  /** get() plus a fresh safety verdict of the cached file, as `kiln image inspect` shows it. */
+  async inspect(ref: string): Promise<InspectedImageJson> {
+    const image = await this.get(ref);
+    const verdict = await imageVerdict(image.path, { policy: policyFromConfig(this.config), qemuImg: this.deps.qemuImg });
+    return { ...image, backingChain: verdict.backingChain, safe: verdict.safe, reasons: verdict.reasons };
   }
 
   /** Removes an image unless an instance disk references it (KILN_IN_USE). */

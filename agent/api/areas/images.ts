@@ -3,7 +3,7 @@
 // POST /v1/cache/prune and POST /v1/cache/verify; parsing each request into a typed action
 // (unknown fields refused) and handing it to the image cache.
 // Must not: see node:http or touch files; the cache is agent/images/.
-import type { ImageJson } from '../protocol.js';
+import type { ImageJson, InspectedImageJson } from '../protocol.js';
 import type { AreaHandler, Progress, Reply, Route } from '../types.js';
 import { BodyReader } from '../actions.js';
 import { KilnError } from '../../errors.js';
@@ -40,6 +40,7 @@ export interface ImageApi {
   ensure(req: FetchImageBody, progress?: Progress): Promise<ImageJson>;
   list(): Promise<ImageJson[]>;
   get(ref: string): Promise<ImageJson>;
+  inspect(ref: string): Promise<InspectedImageJson>;
   remove(ref: string): Promise<void>;
   prune(o: { maxBytes?: number; olderThanMs?: number }): Promise<PruneJson>;
   verify(progress?: Progress): Promise<VerifyJson>;
@@ -112,7 +113,7 @@ export const handleImages: AreaHandler<ImageAction, ImageServices> = async (acti
     case 'image.list':
       return { status: 200, body: await images.list() };
     case 'image.get':
-      return { status: 200, body: await images.get(action.ref) };
+      return { status: 200, body: await images.inspect(action.ref) };
     case 'image.remove':
       await images.remove(action.ref);
       return { status: 200, body: { removed: action.ref } };

@@ -2,7 +2,7 @@
 // human rendering of images. Must not: talk to the daemon.
 import type { Command } from 'commander';
 import { formatSize } from '../../config/units.js';
-import type { ImageJson } from '../../api/protocol.js';
+import type { ImageJson, InspectedImageJson } from '../../api/protocol.js';
 import { keyValues, table } from '../output.js';
 
 export function imageGroup(program: Command): Command {
@@ -19,7 +19,7 @@ export function shortDigest(digest: string): string {
   return digest.replace(/^sha256:/, '').slice(0, 12);
 }
 
-export function renderImage(i: ImageJson): string {
+export function renderImage(i: ImageJson | InspectedImageJson): string {
   return keyValues([
     ['digest', i.digest],
     ['format', i.format],
@@ -33,7 +33,16 @@ export function renderImage(i: ImageJson): string {
     ['in use by', i.inUseBy.length ? i.inUseBy.join(', ') : '-'],
     ['fetched', i.fetchedAt],
     ['last used', i.lastUsedAt],
+    ...verdictLines(i),
   ]);
+}
+
+function verdictLines(i: ImageJson | InspectedImageJson): Array<[string, unknown]> {
+  if (!('safe' in i)) return [];
+  return [
+    ['backing chain', i.backingChain.length ? i.backingChain.join(' -> ') : '-'],
+    ['safe', i.safe ? 'yes' : `NO: ${i.reasons.join('; ')}`],
+  ];
 }
 
 export function renderImages(list: ImageJson[]): string {

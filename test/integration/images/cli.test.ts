@@ -45,6 +45,9 @@ t.test('fetch, ls, inspect, verify, prune, rm', async (t) => {
   t.equal(insp.code, 0);
   const doc = JSON.parse(insp.stdout);
   t.match(doc, { digest: `sha256:${hex}`, format: 'raw', virtualSize: data.length, actualSize: data.length, sources: [url], minDisk: 1024 ** 3, minRam: 0, inUseBy: [] });
+  t.match(doc, { safe: true, reasons: [], backingChain: [] }, 'inspect carries a fresh safety verdict');
+  const human = await kiln(['image', 'inspect', hex.slice(0, 10)]);
+  t.match(human.stdout, /^safe: +yes$/m);
 
   const v = await kiln(['--json', 'cache', 'verify']);
   t.equal(v.code, 0, v.stdout);
