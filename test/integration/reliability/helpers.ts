@@ -6,21 +6,14 @@ import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Server } from 'node:http';
 import { call, type Kilnd } from '../api/harness.js';
 import { FaultServer } from '../../fixtures/fault-server.js';
 
 export { call, ndjson, startKilnd, tempDir, KILND, KILN, type Kilnd, type HttpReply } from '../api/harness.js';
 
-/**
- * A FaultServer whose responses tolerate a client that hangs up mid-body (kilnd aborting a
- * download, or being killed): node:http emits a write error (EPIPE) on the response, and with no
- * listener that would crash the test process rather than the download under test.
- */
+/** The shared fault-injecting server (it tolerates clients hanging up mid-body itself). */
 export async function startFaultServer(): Promise<FaultServer> {
-  const server = await FaultServer.start();
-  (server as unknown as { server: Server }).server.on('request', (_req, res) => res.on('error', () => undefined));
-  return server;
+  return FaultServer.start();
 }
 
 /** mulberry32: small, fast, and the same sequence for the same seed on every machine. */
