@@ -35,13 +35,19 @@ function serve(path: string): Promise<{ server: Server; url: string }> {
 
 let kilnd: KilndHandle;
 
-t.teardown(async () => {
+/** The domain of this test, left on the host's libvirtd by an earlier interrupted run, is removed first. */
+function removeOurDomain(): void {
   try {
     execFileSync('virsh', ['-c', 'qemu:///system', 'destroy', 'e2e-cloud'], { stdio: 'ignore', timeout: 30_000 });
   } catch { /* not running */ }
   try {
     execFileSync('virsh', ['-c', 'qemu:///system', 'undefine', 'e2e-cloud'], { stdio: 'ignore', timeout: 30_000 });
   } catch { /* gone */ }
+}
+
+removeOurDomain();
+t.teardown(async () => {
+  removeOurDomain();
   await kilnd?.stop();
   if (kilnd) removeDir(kilnd.dir);
 });

@@ -45,6 +45,7 @@ let client: ApiClient;
 let url: string;
 
 t.before(async () => {
+  removeOurDomains();
   const served = await serve(image);
   t.teardown(() => served.server.close());
   url = served.url;
@@ -52,7 +53,8 @@ t.before(async () => {
   client = new ApiClient(unixSocketConnector(kilnd.socket), kilnd.socket);
 });
 
-t.teardown(async () => {
+/** Domains of this test left on the host's libvirtd by an earlier, interrupted run are removed first. */
+function removeOurDomains(): void {
   for (const name of virshNames().filter((n) => n.startsWith('e2e-tiny-'))) {
     try {
       execFileSync('virsh', ['-c', 'qemu:///system', 'destroy', name], { stdio: 'ignore', timeout: 30_000 });
@@ -61,6 +63,10 @@ t.teardown(async () => {
       execFileSync('virsh', ['-c', 'qemu:///system', 'undefine', name], { stdio: 'ignore', timeout: 30_000 });
     } catch { /* gone */ }
   }
+}
+
+t.teardown(async () => {
+  removeOurDomains();
   await kilnd?.stop();
   if (kilnd) removeDir(kilnd.dir);
 });
