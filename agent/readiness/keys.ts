@@ -53,9 +53,8 @@ function publicLine(privateKey: Buffer, path: string): string {
 
 /** Writes a new key with link(2), so two racing creators agree on one key: the loser reads it. */
 async function create(dir: string, path: string): Promise<Buffer> {
-  const pair = utils.generateKeyPairSync('ed25519', { comment: `kiln@${hostname()}` });
   const tmp = join(dir, `.${AGENT_KEY_FILE}.${randomBytes(6).toString('hex')}.tmp`);
-  await writePrivate(tmp, Buffer.from(pair.private));
+  await writePrivate(tmp, generateReadableKey());
   try {
     await link(tmp, path);
   } catch (err) {
@@ -65,6 +64,20 @@ async function create(dir: string, path: string): Promise<Buffer> {
   }
   await fsyncDir(dir);
   return readFile(path);
+}
+
+/**
+ * ssh2 (1.17) writes about 1 in 330 new ed25519 keys in a form its own parser then rejects
+ * ("Malformed OpenSSH private key"): generate until the key reads back, so a fresh agent never
+ * stores a key it cannot use.
+ */
+export function generateReadableKey(generate: () => string = () => utils.generateKeyPairSync('ed25519', { comment: `kiln@${hostname()}` }).private): Buffer {
+  for (let attempt = 0; attempt < 20; attempt++) {
+    const key = Buffer.from(generate());
+    const parsed = utils.parseKey(key);
+    if (!(parsed instanceof Error) && !(Array.isArray(parsed) && parsed[0] instanceof Error)) return key;
+  }
+  throw new KilnError('KILN_INTERNAL', 'could not generate a readable ed25519 key in 20 attempts');
 }
 
 async function writePrivate(path: string, data: Buffer): Promise<void> {

@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync, mkdirSync }
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import ssh2 from 'ssh2';
-import { AgentKeys } from '../../../agent/readiness/keys.js';
+import { AgentKeys, generateReadableKey } from '../../../agent/readiness/keys.js';
 import { isKilnError } from '../../../agent/errors.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'kiln-agentkeys-'));
@@ -43,4 +43,15 @@ t.test('an unreadable key is a KILN_CONFIG error, not replaced', async (t) => {
   const err = await AgentKeys.load(dir).then(() => undefined, (e: unknown) => e);
   t.ok(isKilnError(err, 'KILN_CONFIG'), 'KILN_CONFIG');
   t.equal(readFileSync(join(dir, 'id_ed25519'), 'utf8'), 'not a key');
+});
+
+t.test('new keys always read back (ssh2 writes a few it cannot parse)', async (t) => {
+  let unreadable = 0;
+  for (let i = 0; i < 1500; i++) if (ssh2.utils.parseKey(generateReadableKey()) instanceof Error) unreadable++;
+  t.equal(unreadable, 0, '1,500 new keys, all readable');
+  let calls = 0;
+  const good = ssh2.utils.generateKeyPairSync('ed25519').private;
+  const key = generateReadableKey(() => (++calls < 3 ? '-----BEGIN OPENSSH PRIVATE KEY-----\nbroken\n-----END OPENSSH PRIVATE KEY-----\n' : good));
+  t.equal(calls, 3, 'unreadable keys are generated again');
+  t.equal(key.toString(), good);
 });
