@@ -8,6 +8,7 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { ERROR_CODES } from '../../../agent/errors.js';
 import { KILN, startImageServer, startKilnd, tempDir } from '../api/harness.js';
+import { runKiln } from '../../fixtures/kilnd.js';
 
 const kilnd = await startKilnd(t);
 const images = await startImageServer(t);
@@ -19,16 +20,7 @@ interface Run {
   stdout: string;
   stderr: string;
 }
-function kiln(args: string[], env: Record<string, string | undefined> = {}): Promise<Run> {
-  return new Promise((resolve) => {
-    const p = spawn(process.execPath, [KILN, ...args], { env: { ...process.env, KILN_SOCKET_PATH: kilnd.socket, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (d: Buffer) => (stdout += d));
-    p.stderr.on('data', (d: Buffer) => (stderr += d));
-    p.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const kiln = (args: string[], env: Record<string, string | undefined> = {}): Promise<Run> => runKiln(args, { KILN_SOCKET_PATH: kilnd.socket, ...env });
 const exit = (code: keyof typeof ERROR_CODES) => ERROR_CODES[code].exit;
 const createArgs = (name: string, ...extra: string[]) => ['instance', 'create', name, '--image', base.url, '--checksum', base.checksum, '--memory', '128M', ...extra];
 

@@ -8,6 +8,7 @@ import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { ERROR_CODES } from '../../../agent/errors.js';
 import { KILN, startImageServer, startKilnd, tempDir } from '../api/harness.js';
+import { runKiln } from '../../fixtures/kilnd.js';
 import { MiB, infoChain, loopDevice } from './helpers.js';
 
 const kilnd = await startKilnd(t);
@@ -15,16 +16,7 @@ const images = await startImageServer(t);
 const base = images.qcow2('disk-base.qcow2', '64M');
 const work = tempDir(t, 'kiln-disk-cli-');
 
-function kiln(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const p = spawn(process.execPath, [KILN, '--socket', kilnd.socket, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (d: Buffer) => (stdout += d));
-    p.stderr.on('data', (d: Buffer) => (stderr += d));
-    p.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const kiln = (args: string[]) => runKiln(['--socket', kilnd.socket, ...args]);
 
 const fetched = await kiln(['--json', 'image', 'fetch', base.url, '--checksum', base.checksum]);
 t.equal(fetched.code, 0, fetched.stdout + fetched.stderr);

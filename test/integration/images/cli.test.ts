@@ -2,9 +2,9 @@
 // binary against a real kilnd (test:///default) fetching from the fault server over loopback;
 // human and --json output, and the registry's exit codes on refusals.
 import t from 'tap';
-import { spawn } from 'node:child_process';
 import { ERROR_CODES } from '../../../agent/errors.js';
-import { KILN, startKilnd } from '../api/harness.js';
+import { startKilnd } from '../api/harness.js';
+import { runKiln } from '../../fixtures/kilnd.js';
 import { FaultServer, patternBytes } from '../../fixtures/fault-server.js';
 import { sha256 } from './helpers.js';
 
@@ -12,16 +12,7 @@ const kilnd = await startKilnd(t);
 const server = await FaultServer.start();
 t.teardown(() => server.close());
 
-function kiln(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const p = spawn(process.execPath, [KILN, '--socket', kilnd.socket, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (d: Buffer) => (stdout += d));
-    p.stderr.on('data', (d: Buffer) => (stderr += d));
-    p.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const kiln = (args: string[]) => runKiln(['--socket', kilnd.socket, ...args]);
 
 const data = patternBytes(3 * 1024 * 1024, 4242);
 const url = server.add('/cli.img', { data });
