@@ -1,8 +1,10 @@
 // Owns: the narrow views InstanceService has of the modules it combines (image cache, disks, seed,
 // domains, readiness, agent keys). They mirror docs/interfaces.md structurally, so daemon.ts passes
 // the real modules and unit tests pass fakes behind the same shapes.
-// Must not: import those modules (so the service builds and tests without them) or hold state.
+// Must not: import those modules at run time (type imports only, so unit tests pass fakes) or
+// hold state.
 import type { DiskJson, ImageJson } from '../api/protocol.js';
+import type { DomainSpec, DomainState, Hypervisor } from '../domains/hypervisor.js';
 
 export type Progress = (e: { step: string; done?: number; total?: number; rate?: number; message?: string }) => void;
 
@@ -54,36 +56,15 @@ export interface SeedWriter {
   write(path: string, iso: Buffer): Promise<void>;
 }
 
-export type NetworkSpec = { kind: 'user'; sshHostPort?: number } | { kind: 'network'; name: string } | { kind: 'bridge'; bridge: string };
+export type NetworkSpec = DomainSpec['network'];
 
-export interface DomainSpecLike {
-  name: string;
-  uuid: string;
-  domainType: 'kvm' | 'qemu';
-  memoryBytes: number;
-  vcpus: number;
-  disk: { kind: 'file'; path: string; format: 'qcow2' | 'raw' } | { kind: 'block'; device: string };
-  seed?: { path: string };
-  consoleLogPath: string;
-  network: NetworkSpec;
-  metadata: { instance: string; imageDigest: string; kilnVersion: string };
-}
+/** agent/domains' spec and states, seen under the names the service uses. */
+export type DomainSpecLike = DomainSpec;
+export type DomainStateLike = DomainState;
 
-export type DomainStateLike = 'running' | 'shutoff' | 'paused' | 'shutdown' | 'crashed' | 'pmsuspended' | 'blocked' | 'nostate';
-
-/** agent/domains Hypervisor (LibvirtHypervisor, FakeHypervisor). */
-export interface HypervisorLike {
-  readonly uri: string;
-  define(xml: string): Promise<void>;
-  start(name: string): Promise<void>;
-  shutdown(name: string, graceMs: number): Promise<void>;
-  destroy(name: string): Promise<void>;
-  undefine(name: string): Promise<void>;
-  state(name: string): Promise<{ state: DomainStateLike; reason: number }>;
-  listKiln(): Promise<Array<{ name: string; state: DomainStateLike; metadata: DomainSpecLike['metadata'] }>>;
-  interfaceAddresses(name: string): Promise<string[]>;
-  onLifecycle?(cb: (e: { name: string; state: DomainStateLike; event: string }) => void): () => void;
-}
+/** The part of agent/domains Hypervisor (LibvirtHypervisor, FakeHypervisor) provisioning uses. */
+export type HypervisorLike = Pick<Hypervisor, 'uri' | 'define' | 'start' | 'shutdown' | 'destroy' | 'undefine' | 'state' | 'listKiln' | 'interfaceAddresses'> &
+  Partial<Pick<Hypervisor, 'onLifecycle'>>;
 
 export interface SshTargetLike {
   host: string;
